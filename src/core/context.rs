@@ -1,0 +1,43 @@
+//! The interface between the core and a GSSAPI security context. The core
+//! drives it; `crate::gss` implements it with real GSSAPI calls, and the unit
+//! tests implement it with a transparent test mechanism.
+
+use crate::error::Error;
+
+/// Services that the peer granted when the security context was established.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Granted {
+    pub mutual_authentication: bool,
+    pub confidentiality: bool,
+    pub integrity: bool,
+    pub delegation: bool,
+}
+
+/// The result of one context-establishment step.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Token to send to the peer; empty when there is nothing to send.
+    pub token: Vec<u8>,
+    /// Services granted, present once the context is complete.
+    pub complete: Option<Granted>,
+}
+
+/// A GSSAPI security context as the core uses it.
+pub trait SecurityContext {
+    /// Runs one step of context establishment. `input` is `None` for the
+    /// initiator's first step.
+    fn step(&mut self, input: Option<&[u8]>) -> Result<Step, Error>;
+
+    /// Wraps `plaintext` with confidentiality and appends the token to `out`.
+    /// Fails when the mechanism did not apply confidentiality.
+    fn wrap(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error>;
+
+    /// Unwraps `token` and appends the plaintext to `out`. Fails, appending
+    /// nothing, when the token was not protected with confidentiality or does
+    /// not verify.
+    fn unwrap(&mut self, token: &[u8], out: &mut Vec<u8>) -> Result<(), Error>;
+
+    /// Returns the largest plaintext whose wrapped token fits in
+    /// `max_token_size` bytes.
+    fn max_plaintext(&mut self, max_token_size: usize) -> Result<usize, Error>;
+}

@@ -1,0 +1,201 @@
+//! Packet framing of PostgreSQL's GSSAPI encryption: each token travels as a
+//! 4-byte big-endian length followed by that many bytes.
+
+use crate::error::{Error, ErrorKind};
+use std::ops::Range;
+
+/// Size of the big-endian length word in front of every token.
+pub const LENGTH_WORD_SIZE: usize = 4;
+
+/// Maximum size of a packet after the handshake, length word included. This
+/// is a wire-protocol constant: PostgreSQL servers and libpq size their
+/// buffers for it and reject anything larger.
+pub const MAX_PACKET_SIZE: usize = 16384;
+
+/// Maximum size of a handshake packet, length word included. This is a
+/// wire-protocol constant too; it is larger than `MAX_PACKET_SIZE` because
+/// Kerberos tickets that carry an Active Directory PAC exceed 16 KiB.
+pub const MAX_HANDSHAKE_PACKET_SIZE: usize = 65536;
+
+/// The GSSENCRequest message: length 8, then the request code 80877104
+/// (1234 in the high 16 bits, 5680 in the low 16 bits).
+pub const GSSENC_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
+
+/// Appends `token` to `out` as one packet: its length word, then the token.
+pub fn encode_packet(token: &[u8], out: &mut Vec<u8>) {
+    let length = u32::try_from(token.len()).expect("callers bound tokens by the packet limits");
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(token);
+}
+
+/// A receive buffer that splits a byte stream into packets.
+///
+/// Bytes are appended with [`FrameDecoder::push`] or written straight into
+/// [`FrameDecoder::spare`]; [`FrameDecoder::next_packet`] returns the range of
+/// the next complete token. The length word is checked against the limit as
+/// soon as its 4 bytes are present, before any buffer grows for the token.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buffer: Vec<u8>,
+    start: usize,
+    spare_start: usize,
+    max_packet_size: usize,
+    phase: &'static str,
+}
+
+impl FrameDecoder {
+    /// Creates a decoder for packets of at most `max_packet_size` bytes,
+    /// length word included. `phase` names the phase in error messages.
+    pub fn new(max_packet_size: usize, phase: &'static str) -> Self {
+        FrameDecoder { buffer: Vec::new(), start: 0, spare_start: 0, max_packet_size, phase }
+    }
+
+    /// Number of received bytes not yet returned as packets.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
+    pub fn max_packet_size(&self) -> usize {
+        self.max_packet_size
+    }
+
+    /// Changes the packet limit, keeping buffered bytes. Used when the
+    /// handshake ends and the smaller limit of the packet layer applies.
+    pub fn set_max_packet_size(&mut self, max_packet_size: usize, phase: &'static str) {
+        self.max_packet_size = max_packet_size;
+        self.phase = phase;
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.compact();
+        self.buffer.extend_from_slice(data);
+    }
+
+    /// Returns writable space of at least `min` bytes at the end of the
+    /// buffer; call [`FrameDecoder::commit`] with the number of bytes written.
+    pub fn spare(&mut self, min: usize) -> &mut [u8] {
+        self.compact();
+        self.spare_start = self.buffer.len();
+        self.buffer.resize(self.spare_start + min, 0);
+        &mut self.buffer[self.spare_start..]
+    }
+
+    /// Keeps `written` bytes of the space returned by the last `spare` call
+    /// and drops the rest of it.
+    pub fn commit(&mut self, written: usize) {
+        let end = self.spare_start + written;
+        assert!(end <= self.buffer.len(), "commit beyond the space returned by spare");
+        self.buffer.truncate(end);
+        self.spare_start = end;
+    }
+
+    /// Number of bytes still missing for the next packet: the rest of the
+    /// length word, or the rest of the token once the length is known.
+    pub fn missing(&self) -> Result<usize, Error> {
+        let available = self.buffered();
+        if available < LENGTH_WORD_SIZE {
+            return Ok(LENGTH_WORD_SIZE - available);
+        }
+        let token_length = self.token_length()?;
+        Ok((LENGTH_WORD_SIZE + token_length).saturating_sub(available))
+    }
+
+    /// Returns the range of the next complete token in the buffer, or `None`
+    /// when more bytes are needed. The range stays valid until the next call
+    /// that changes the buffer.
+    pub fn next_packet(&mut self) -> Result<Option<Range<usize>>, Error> {
+        if self.buffered() < LENGTH_WORD_SIZE {
+            return Ok(None);
+        }
+        let token_length = self.token_length()?;
+        if self.buffered() < LENGTH_WORD_SIZE + token_length {
+            return Ok(None);
+        }
+        let token_start = self.start + LENGTH_WORD_SIZE;
+        self.start = token_start + token_length;
+        Ok(Some(token_start..self.start))
+    }
+
+    pub fn bytes(&self, range: Range<usize>) -> &[u8] {
+        &self.buffer[range]
+    }
+
+    /// Removes and returns every buffered byte that is not part of a packet
+    /// already returned.
+    pub fn take_remaining(&mut self) -> Vec<u8> {
+        let rest = self.buffer[self.start..].to_vec();
+        self.clear();
+        rest
+    }
+
+    /// Zeroes and drops the buffer.
+    pub fn clear(&mut self) {
+        zero(&mut self.buffer);
+        self.buffer.clear();
+        self.start = 0;
+    }
+
+    fn token_length(&self) -> Result<usize, Error> {
+        let word = &self.buffer[self.start..self.start + LENGTH_WORD_SIZE];
+        let length = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) as usize;
+        if length == 0 {
+            return Err(Error::new(
+                ErrorKind::EmptyPacket,
+                format!("received a GSSAPI {} packet of length 0; the connection is closed", self.phase),
+            ));
+        }
+        if length > self.max_packet_size - LENGTH_WORD_SIZE {
+            return Err(Error::packet_too_large(
+                (length + LENGTH_WORD_SIZE) as u64,
+                self.max_packet_size,
+                self.phase,
+            ));
+        }
+        Ok(length)
+    }
+
+    /// Moves unread bytes to the front once packets already returned take up
+    /// more than half the buffer, so the buffer stays near one packet's size.
+    fn compact(&mut self) {
+        if self.start == 0 {
+            return;
+        }
+        if self.start == self.buffer.len() {
+            zero(&mut self.buffer);
+            self.buffer.clear();
+            self.start = 0;
+            return;
+        }
+        if self.start >= self.buffer.len() / 2 {
+            let remaining = self.buffer.len() - self.start;
+            self.buffer.copy_within(self.start.., 0);
+            zero(&mut self.buffer[remaining..]);
+            self.buffer.truncate(remaining);
+            self.start = 0;
+        }
+    }
+}
+
+impl Drop for FrameDecoder {
+    fn drop(&mut self) {
+        zero(&mut self.buffer);
+    }
+}
+
+/// Overwrites `bytes` with zeros in a way the optimizer keeps, so that
+/// plaintext and tokens do not linger in freed memory.
+pub fn zero(bytes: &mut [u8]) {
+    for byte in bytes.iter_mut() {
+        // SAFETY: `byte` is a valid, aligned, exclusive reference.
+        unsafe { std::ptr::write_volatile(byte, 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Zeroes a vector's whole allocation, then empties it.
+pub fn zero_vec(bytes: &mut Vec<u8>) {
+    let capacity = bytes.capacity();
+    bytes.resize(capacity, 0);
+    zero(bytes);
+    bytes.clear();
+}

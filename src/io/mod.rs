@@ -1,0 +1,1 @@
+//! I/O adapters: they move bytes between the core and a transport.
