@@ -142,6 +142,70 @@ impl Config {
     }
 }
 
+/// Parameters given explicitly by the caller, kept in order. The
+/// environment supplies the rest when they are resolved, so that explicit
+/// parameters win over PG* variables and an invalid variable for a key the
+/// caller set does not matter, as in libpq.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    explicit: Vec<(String, String)>,
+}
+
+impl Params {
+    pub fn new() -> Params {
+        Params::default()
+    }
+
+    /// Sets one parameter by its libpq name, checking its value now.
+    /// Unknown names are an error here, unlike in a conninfo string.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        if !Config::default().set(key, value)? {
+            return Err(Error::new(
+                ErrorKind::InvalidParameter,
+                format!(
+                    "unknown parameter \"{}\"; pggssenc uses host, krbsrvname, gssencmode, gssdelegation and ccache",
+                    key.escape_debug()
+                ),
+            ));
+        }
+        self.explicit.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
+
+    /// Takes the parameters of a libpq connection string that this library
+    /// uses, checking their values now; other keys are ignored. Nothing is
+    /// kept when the string is invalid.
+    pub fn apply_conninfo(&mut self, conninfo: &str) -> Result<(), Error> {
+        let mut accepted = Vec::new();
+        let mut scratch = Config::default();
+        for (key, value) in parse_conninfo(conninfo)? {
+            if scratch.set(&key, &value)? {
+                accepted.push((key, value));
+            }
+        }
+        self.explicit.extend(accepted);
+        Ok(())
+    }
+
+    /// Builds the configuration: built-in defaults, then the environment for
+    /// keys not given explicitly, then the explicit parameters in order.
+    pub fn resolve(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let given: Vec<&str> = self.explicit.iter().map(|(key, _)| key.as_str()).collect();
+        let mut config = Config::from_lookup(|variable| {
+            let key = KEYS.iter().find(|(_, name)| *name == variable).map(|(key, _)| *key)?;
+            if given.contains(&key) {
+                None
+            } else {
+                lookup(variable)
+            }
+        })?;
+        for (key, value) in &self.explicit {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+}
+
 /// Accepts one host name. libpq allows a comma-separated list and tries each
 /// in turn; a pggssenc connection is bound to one socket, so the caller must
 /// name the host that socket is connected to.
@@ -366,6 +430,35 @@ mod tests {
             "environment variable PGGSSENCMODE: invalid value for parameter \"gssencmode\": \"always\"; \
              expected \"disable\", \"prefer\" or \"require\""
         );
+    }
+
+    #[test]
+    fn explicit_key_hides_invalid_environment_value() {
+        let mut params = Params::new();
+        params.set("gssencmode", "require").unwrap();
+        let config = params.resolve(env(&[("PGGSSENCMODE", "bogus"), ("PGKRBSRVNAME", "fromenv")])).unwrap();
+        assert_eq!(config.gssencmode, GssEncMode::Require);
+        assert_eq!(config.krbsrvname, "fromenv");
+    }
+
+    #[test]
+    fn params_reject_unknown_key_but_conninfo_ignores_it() {
+        let mut params = Params::new();
+        let err = params.set("sslmode", "require").unwrap_err();
+        assert_eq!(
+            err.message(),
+            "unknown parameter \"sslmode\"; pggssenc uses host, krbsrvname, gssencmode, gssdelegation and ccache"
+        );
+        params.apply_conninfo("sslmode=require host=db1 dbname=x").unwrap();
+        let config = params.resolve(env(&[])).unwrap();
+        assert_eq!(config.host.as_deref(), Some("db1"));
+    }
+
+    #[test]
+    fn invalid_conninfo_keeps_nothing() {
+        let mut params = Params::new();
+        assert!(params.apply_conninfo("host=db1 gssencmode=maybe").is_err());
+        assert_eq!(params, Params::new());
     }
 
     #[test]

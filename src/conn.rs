@@ -1,1 +1,375 @@
+//! A client connection: configuration, negotiation, the packet layer and a
+//! transport, driven like libpq's PQconnectPoll.
 
+use crate::config::{Config, GssEncMode, Params};
+use crate::core::{Negotiation, NegotiationStatus, Session};
+use crate::error::{Error, ErrorKind};
+use crate::gss::{ClientContext, ClientOptions, Credential, Name};
+use crate::io::Transport;
+use std::io;
+use std::sync::Arc;
+
+/// What a poll step asks of the caller; numerically equal to libpq's
+/// PostgresPollingStatusType, so a PQconnectPoll loop can drive it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Polling {
+    /// Negotiation failed; the error message says why.
+    Failed = 0,
+    /// Wait until the socket is readable, then poll again.
+    Reading = 1,
+    /// Wait until the socket is writable, then poll again.
+    Writing = 2,
+    /// Negotiation is over; see [`Connection::outcome`] for its result.
+    Ok = 3,
+}
+
+/// How negotiation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Negotiation has not ended yet.
+    Pending,
+    /// The connection is GSSAPI-encrypted.
+    Encrypted,
+    /// The server answered 'N'; under gssencmode=prefer the socket carries
+    /// plaintext and the caller continues with its StartupMessage.
+    ServerDeclined,
+    /// No usable Kerberos credentials: under gssencmode=prefer nothing was
+    /// sent, as in libpq, and the socket is untouched.
+    NoCredentials,
+    /// gssencmode=disable: nothing was sent.
+    Disabled,
+    /// Negotiation failed; the socket is not usable.
+    Failed,
+}
+
+enum State {
+    New,
+    Negotiating(Box<Negotiation<ClientContext>>),
+    Encrypted(Box<Session<ClientContext>>),
+    Plaintext,
+    Failed,
+}
+
+/// Bytes requested from the transport per receive during negotiation. The
+/// 'G' response is read with this buffer too, so that bytes injected right
+/// behind it are seen and rejected.
+const NEGOTIATION_RECEIVE_SIZE: usize = 16 * 1024;
+
+/// A client connection on a transport that the caller owns.
+pub struct Connection {
+    params: Params,
+    /// The resolved parameters; set when negotiation starts.
+    config: Config,
+    transport: Option<Box<dyn Transport>>,
+    state: State,
+    outcome: Outcome,
+    last_error: Option<Error>,
+    /// A note on how negotiation ended without encryption under `prefer`.
+    notice: Option<String>,
+}
+
+impl Connection {
+    /// Creates a connection with the given explicit parameters; the PG*
+    /// environment variables supply the others when negotiation starts.
+    pub fn new(params: Params) -> Connection {
+        Connection {
+            params,
+            config: Config::default(),
+            transport: None,
+            state: State::New,
+            outcome: Outcome::Pending,
+            last_error: None,
+            notice: None,
+        }
+    }
+
+    /// The resolved parameters; built-in defaults until negotiation starts.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Sets one parameter by its libpq name; only before negotiation starts.
+    pub fn set_param(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        self.check_new("parameters")?;
+        let result = self.params.set(key, value);
+        result.map_err(|err| self.record(err))
+    }
+
+    /// Takes the parameters of a libpq connection string that this library
+    /// uses; only before negotiation starts.
+    pub fn set_conninfo(&mut self, conninfo: &str) -> Result<(), Error> {
+        self.check_new("parameters")?;
+        let result = self.params.apply_conninfo(conninfo);
+        result.map_err(|err| self.record(err))
+    }
+
+    fn check_new(&mut self, what: &str) -> Result<(), Error> {
+        match self.state {
+            State::New => Ok(()),
+            _ => Err(self.record(Error::invalid_state(format!("{what} cannot change after negotiation has started")))),
+        }
+    }
+
+    /// Sets the transport; only before negotiation starts.
+    pub fn set_transport(&mut self, transport: Box<dyn Transport>) -> Result<(), Error> {
+        self.check_new("the transport")?;
+        self.transport = Some(transport);
+        Ok(())
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// The last error, or, after a fallback to plaintext under `prefer`,
+    /// the note that says why the connection is not encrypted.
+    pub fn error_message(&self) -> Option<&str> {
+        match &self.last_error {
+            Some(err) => Some(err.message()),
+            None => self.notice.as_deref(),
+        }
+    }
+
+    pub fn last_error(&self) -> Option<&Error> {
+        self.last_error.as_ref()
+    }
+
+    pub fn encryption_in_use(&self) -> bool {
+        matches!(self.state, State::Encrypted(_))
+    }
+
+    fn context(&self) -> Option<&ClientContext> {
+        match &self.state {
+            State::Negotiating(negotiation) => Some(negotiation.context()),
+            State::Encrypted(session) => Some(session.context()),
+            _ => None,
+        }
+    }
+
+    /// The raw gss_ctx_id_t, or NULL when there is none.
+    pub fn gss_context(&self) -> *mut std::ffi::c_void {
+        self.context().map_or(std::ptr::null_mut(), |context| context.raw_handle())
+    }
+
+    pub fn client_principal(&self) -> Result<String, Error> {
+        match &self.state {
+            State::Encrypted(session) => session.context().source_principal(),
+            _ => Err(Error::invalid_state("the connection is not GSSAPI-encrypted")),
+        }
+    }
+
+    pub fn credentials_delegated(&self) -> bool {
+        match &self.state {
+            State::Encrypted(session) => session.context().credentials_delegated(),
+            _ => false,
+        }
+    }
+
+    /// Largest plaintext carried by one packet; 0 when not encrypted.
+    pub fn max_plaintext(&self) -> usize {
+        match &self.state {
+            State::Encrypted(session) => session.max_plaintext(),
+            _ => 0,
+        }
+    }
+
+    /// Decrypted bytes that a read returns without touching the transport.
+    pub fn pending_plaintext(&self) -> usize {
+        match &self.state {
+            State::Encrypted(session) => session.pending_plaintext(),
+            _ => 0,
+        }
+    }
+
+    /// Advances negotiation as far as the transport allows.
+    pub fn connect_poll(&mut self) -> Polling {
+        match self.poll_inner() {
+            Ok(polling) => polling,
+            Err(err) => {
+                self.fail(err);
+                Polling::Failed
+            }
+        }
+    }
+
+    fn poll_inner(&mut self) -> Result<Polling, Error> {
+        loop {
+            match &mut self.state {
+                State::New => self.start()?,
+                State::Negotiating(negotiation) => {
+                    let transport = self.transport.as_mut().expect("start() checked the transport");
+                    match negotiation.status() {
+                        NegotiationStatus::WantWrite => match transport.send(negotiation.output()) {
+                            Ok(0) => return Err(Error::new(ErrorKind::Io, "could not send GSSENCRequest: the transport accepted 0 bytes")),
+                            Ok(sent) => negotiation.consume_output(sent),
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Polling::Writing),
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            Err(err) => return Err(Error::io("negotiating GSSAPI encryption", &err)),
+                        },
+                        NegotiationStatus::WantRead => {
+                            let mut buffer = vec![0u8; NEGOTIATION_RECEIVE_SIZE];
+                            let result = transport.recv(&mut buffer);
+                            let outcome = match result {
+                                Ok(0) => Err(negotiation.receive_eof()),
+                                Ok(received) => negotiation.receive(&buffer[..received]),
+                                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Polling::Reading),
+                                Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
+                                Err(err) => Err(Error::io("negotiating GSSAPI encryption", &err)),
+                            };
+                            crate::core::frame::zero(&mut buffer);
+                            outcome?;
+                        }
+                        NegotiationStatus::Established => {
+                            let State::Negotiating(negotiation) = std::mem::replace(&mut self.state, State::Failed) else {
+                                unreachable!("matched Negotiating above");
+                            };
+                            let (context, decoder, _granted) = negotiation.into_established()?;
+                            let session = Session::new(context, decoder)?;
+                            self.state = State::Encrypted(Box::new(session));
+                            self.outcome = Outcome::Encrypted;
+                            return Ok(Polling::Ok);
+                        }
+                        NegotiationStatus::Declined => {
+                            if self.config.gssencmode == GssEncMode::Require {
+                                return Err(Error::new(
+                                    ErrorKind::ServerDeclined,
+                                    "server does not support GSSAPI encryption: it declined GSSENCRequest ('N'), \
+                                     and gssencmode is \"require\"",
+                                ));
+                            }
+                            self.fall_back(
+                                Outcome::ServerDeclined,
+                                "server declined GSSAPI encryption ('N'); the socket is still usable in plaintext \
+                                 for a StartupMessage or an SSLRequest"
+                                    .to_string(),
+                            );
+                            return Ok(Polling::Ok);
+                        }
+                        NegotiationStatus::Failed => {
+                            return Err(Error::invalid_state("GSSAPI negotiation already failed"));
+                        }
+                    }
+                }
+                State::Encrypted(_) | State::Plaintext => return Ok(Polling::Ok),
+                State::Failed => return Ok(Polling::Failed),
+            }
+        }
+    }
+
+    /// Decides whether to send GSSENCRequest, and prepares the context.
+    fn start(&mut self) -> Result<(), Error> {
+        if self.transport.is_none() {
+            return Err(Error::invalid_state("no transport: set a socket or callbacks before connecting"));
+        }
+        self.config = self.params.resolve(|name| std::env::var(name).ok())?;
+        if self.config.gssencmode == GssEncMode::Disable {
+            self.fall_back(Outcome::Disabled, "gssencmode is \"disable\"; GSSENCRequest was not sent".to_string());
+            return Ok(());
+        }
+
+        let Some(host) = self.config.host.clone() else {
+            return Err(Error::new(
+                ErrorKind::HostMissing,
+                "host is not set; it is needed to build the GSSAPI target name krbsrvname@host",
+            ));
+        };
+
+        let credential = match Credential::acquire_initiator(self.config.ccache.as_deref()) {
+            Ok(credential) => credential,
+            Err(err) if self.config.gssencmode == GssEncMode::Prefer => {
+                self.fall_back(
+                    Outcome::NoCredentials,
+                    format!("{}; GSSENCRequest was not sent and the socket is untouched", err.message()),
+                );
+                return Ok(());
+            }
+            Err(err) => {
+                return Err(Error::new(
+                    ErrorKind::NoCredentials,
+                    format!("gssencmode is \"require\", but there are {}", lowercase_first(err.message())),
+                ))
+            }
+        };
+
+        let target = Name::host_based_service(&self.config.krbsrvname, &host)?;
+        let options = ClientOptions { delegate: self.config.gssdelegation };
+        let context = ClientContext::new(Arc::new(credential), target, &options);
+        self.state = State::Negotiating(Box::new(Negotiation::new(context)));
+        Ok(())
+    }
+
+    fn fall_back(&mut self, outcome: Outcome, notice: String) {
+        self.state = State::Plaintext;
+        self.outcome = outcome;
+        self.notice = Some(notice);
+    }
+
+    /// Reads plaintext: decrypted data on an encrypted connection, the raw
+    /// stream after a fallback to plaintext.
+    pub fn read(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let result = match (&mut self.state, self.transport.as_mut()) {
+            (State::Encrypted(session), Some(transport)) => session.read_with(out, |buf| transport.recv(buf)),
+            (State::Plaintext, Some(transport)) => {
+                transport.recv(out).map_err(|err| plaintext_io_error("receiving", &err))
+            }
+            _ => Err(self.not_ready()),
+        };
+        self.keep_error(result)
+    }
+
+    /// Writes plaintext, with the retry contract of [`Session::write_with`]
+    /// on an encrypted connection.
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let result = match (&mut self.state, self.transport.as_mut()) {
+            (State::Encrypted(session), Some(transport)) => session.write_with(data, |buf| transport.send(buf)),
+            (State::Plaintext, Some(transport)) => {
+                transport.send(data).map_err(|err| plaintext_io_error("sending", &err))
+            }
+            _ => Err(self.not_ready()),
+        };
+        self.keep_error(result)
+    }
+
+    fn not_ready(&self) -> Error {
+        match self.state {
+            State::Failed => Error::invalid_state(format!(
+                "the connection failed and cannot be used: {}",
+                self.last_error.as_ref().map_or("negotiation failed", |err| err.message())
+            )),
+            _ => Error::invalid_state("negotiation has not finished: call the poll function until it returns OK"),
+        }
+    }
+
+    fn keep_error(&mut self, result: Result<usize, Error>) -> Result<usize, Error> {
+        match result {
+            Err(err) if err.kind() != ErrorKind::WouldBlock => Err(self.record(err)),
+            other => other,
+        }
+    }
+
+    fn record(&mut self, err: Error) -> Error {
+        self.last_error = Some(err.clone());
+        err
+    }
+
+    fn fail(&mut self, err: Error) {
+        self.state = State::Failed;
+        self.outcome = Outcome::Failed;
+        self.last_error = Some(err);
+    }
+}
+
+fn plaintext_io_error(direction: &str, err: &io::Error) -> Error {
+    if err.kind() == io::ErrorKind::WouldBlock {
+        return Error::new(ErrorKind::WouldBlock, "the transport would block; call again when it is ready");
+    }
+    Error::io(&format!("{direction} plaintext data"), err)
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,509 @@
+//! C functions on a client connection, `pggss_conn`.
+//!
+//! Thread safety: a `pggss_conn` may move between threads but must not be
+//! used by two threads at once; distinct connections are independent.
+
+use super::result::{pggss_result, write_c_string};
+use crate::conn::{Connection, Outcome, Polling};
+use crate::config::Params;
+use crate::error::{Error, ErrorKind};
+use crate::io::{CallbackTransport, FdTransport};
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io;
+
+/// A client connection: parameters, the negotiation state, the packet layer
+/// and a transport (a socket or callbacks) that the caller owns. Create it
+/// with `pggss_conn_new` and release it with `pggss_conn_free`.
+pub struct pggss_conn {
+    connection: Connection,
+    /// The text returned by `pggss_conn_error_message`, refreshed after
+    /// every call that can change it.
+    message: CString,
+    last_result: pggss_result,
+}
+
+impl pggss_conn {
+    fn finish<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        self.last_result = match &result {
+            Ok(_) => pggss_result::Ok,
+            Err(err) => err.kind().into(),
+        };
+        self.refresh_message();
+        result
+    }
+
+    fn refresh_message(&mut self) {
+        let text = self.connection.error_message().unwrap_or("");
+        // Messages never contain NUL: they are built from Rust strings and
+        // GSSAPI status text, and any NUL is replaced to be sure.
+        self.message = CString::new(text.replace('\0', "\u{fffd}")).unwrap_or_default();
+    }
+}
+
+/// How `pggss_conn_connect_poll` asks to be called again; the numbers equal
+/// libpq's PostgresPollingStatusType.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pggss_polling_status {
+    /// Negotiation failed: see `pggss_conn_error_message`.
+    Failed = 0,
+    /// Wait until the socket is readable, then call again.
+    Reading = 1,
+    /// Wait until the socket is writable, then call again.
+    Writing = 2,
+    /// Negotiation is over: see `pggss_conn_outcome`.
+    Ok = 3,
+}
+
+/// How negotiation ended.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pggss_outcome {
+    /// Negotiation has not ended.
+    Pending = 0,
+    /// The connection is GSSAPI-encrypted: send the StartupMessage with
+    /// `pggss_conn_write`.
+    Encrypted = 1,
+    /// gssencmode=prefer and the server answered 'N': the socket carries
+    /// plaintext; continue with a StartupMessage or an SSLRequest.
+    ServerDeclined = 2,
+    /// gssencmode=prefer and no Kerberos credentials: nothing was sent and
+    /// the socket is untouched.
+    NoCredentials = 3,
+    /// gssencmode=disable: nothing was sent.
+    Disabled = 4,
+    /// Negotiation failed; the socket is not usable.
+    Failed = 5,
+}
+
+/// Reads up to `len` bytes into `buf`. Returns the number of bytes read, 0
+/// at orderly end of stream, or -1 after storing an errno value in `*err`
+/// (EAGAIN or EWOULDBLOCK when no data is ready on a non-blocking
+/// transport). `buf` and `err` are valid only during the call.
+pub type pggss_read_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, buf: *mut u8, len: usize, err: *mut c_int) -> libc::ssize_t>;
+
+/// Writes up to `len` bytes from `buf`. Returns the number of bytes
+/// accepted (at least 1), or -1 after storing an errno value in `*err`
+/// (EAGAIN or EWOULDBLOCK when the transport is full). `buf` and `err` are
+/// valid only during the call.
+pub type pggss_write_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, buf: *const u8, len: usize, err: *mut c_int) -> libc::ssize_t>;
+
+/// Creates a client connection with no parameters set: the PG* environment
+/// variables (PGHOST, PGKRBSRVNAME, PGGSSENCMODE, PGGSSDELEGATION) and
+/// libpq's defaults supply them when negotiation starts.
+///
+/// On success, stores a new connection in `*conn_out`; the caller owns it
+/// and must release it with `pggss_conn_free`. `*conn_out` is written only
+/// on success. Returns PGGSS_RESULT_OK or PGGSS_RESULT_NULL_PARAMETER.
+#[no_mangle]
+pub extern "C" fn pggss_conn_new(conn_out: *mut *mut pggss_conn) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn_out = try_mut!(conn_out, pggss_result::NullParameter);
+        let conn = Box::new(pggss_conn {
+            connection: Connection::new(Params::new()),
+            message: CString::default(),
+            last_result: pggss_result::Ok,
+        });
+        *conn_out = Box::into_raw(conn);
+        pggss_result::Ok
+    })
+}
+
+/// Releases a connection and everything it holds, zeroing buffers that held
+/// plaintext. The caller's socket is not closed. NULL is accepted and
+/// ignored. `conn` must not be used afterwards.
+#[no_mangle]
+pub extern "C" fn pggss_conn_free(conn: *mut pggss_conn) {
+    panic_boundary!((), {
+        if !conn.is_null() {
+            // SAFETY: `conn` came from `pggss_conn_new` and is freed once.
+            drop(unsafe { Box::from_raw(conn) });
+        }
+    })
+}
+
+/// Sets one parameter by its libpq name: "host", "krbsrvname",
+/// "gssencmode", "gssdelegation", or "ccache" (a credential cache name such
+/// as "FILE:/tmp/krb5cc"; the default cache when unset). Explicit parameters
+/// win over the environment. Only before the first
+/// `pggss_conn_connect_poll`.
+///
+/// `key` and `value` are NUL-terminated UTF-8 strings, borrowed during the
+/// call. Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER,
+/// PGGSS_RESULT_INVALID_PARAMETER (unknown key or invalid value; see
+/// `pggss_conn_error_message`) or PGGSS_RESULT_INVALID_STATE.
+#[no_mangle]
+pub extern "C" fn pggss_conn_set_param(
+    conn: *mut pggss_conn,
+    key: *const c_char,
+    value: *const c_char,
+) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_mut!(conn, pggss_result::NullParameter);
+        let key = try_str!(key, pggss_result::NullParameter, invalid_utf8(conn, "parameter name"));
+        let value = try_str!(value, pggss_result::NullParameter, invalid_utf8(conn, "parameter value"));
+        let result = conn.connection.set_param(key, value);
+        result_code(conn.finish(result))
+    })
+}
+
+/// Takes the parameters this library uses from a libpq connection string,
+/// in `key=value` form or as a `postgresql://` URI; other keys (dbname,
+/// user, sslmode, ...) are ignored. Only before the first
+/// `pggss_conn_connect_poll`.
+///
+/// `conninfo` is a NUL-terminated UTF-8 string, borrowed during the call.
+/// Nothing is taken when it is malformed. Returns PGGSS_RESULT_OK,
+/// PGGSS_RESULT_NULL_PARAMETER, PGGSS_RESULT_INVALID_PARAMETER or
+/// PGGSS_RESULT_INVALID_STATE.
+#[no_mangle]
+pub extern "C" fn pggss_conn_set_conninfo(conn: *mut pggss_conn, conninfo: *const c_char) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_mut!(conn, pggss_result::NullParameter);
+        let conninfo = try_str!(conninfo, pggss_result::NullParameter, invalid_utf8(conn, "connection string"));
+        let result = conn.connection.set_conninfo(conninfo);
+        result_code(conn.finish(result))
+    })
+}
+
+/// Uses `fd`, a connected socket the caller owns, as the transport. The
+/// socket may be blocking or non-blocking; pggssenc never closes it nor
+/// changes its flags, and the caller must keep it open until
+/// `pggss_conn_free`. Only before the first `pggss_conn_connect_poll`.
+///
+/// Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER,
+/// PGGSS_RESULT_INVALID_PARAMETER (negative fd) or PGGSS_RESULT_INVALID_STATE.
+#[no_mangle]
+pub extern "C" fn pggss_conn_set_fd(conn: *mut pggss_conn, fd: c_int) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_mut!(conn, pggss_result::NullParameter);
+        if fd < 0 {
+            let err = Error::new(ErrorKind::InvalidParameter, format!("invalid file descriptor {fd}"));
+            return result_code(conn.finish::<()>(Err(err)));
+        }
+        let result = conn.connection.set_transport(Box::new(FdTransport::new(fd)));
+        result_code(conn.finish(result))
+    })
+}
+
+/// Uses caller-supplied functions as the transport, for streams that are
+/// not a plain socket. Each callback receives `userdata` unchanged;
+/// `userdata` may be NULL and must stay valid until `pggss_conn_free`.
+/// The callbacks are called only from within pggssenc calls on this
+/// connection, on the calling thread. Only before the first
+/// `pggss_conn_connect_poll`.
+///
+/// Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER (a NULL callback)
+/// or PGGSS_RESULT_INVALID_STATE.
+#[no_mangle]
+pub extern "C" fn pggss_conn_set_callbacks(
+    conn: *mut pggss_conn,
+    read: pggss_read_callback,
+    write: pggss_write_callback,
+    userdata: *mut c_void,
+) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_mut!(conn, pggss_result::NullParameter);
+        let (Some(read), Some(write)) = (read, write) else {
+            return pggss_result::NullParameter;
+        };
+        let userdata = UserData(userdata);
+        let transport = CallbackTransport::new(
+            move |buf: &mut [u8]| {
+                let userdata = &userdata;
+                let mut err: c_int = 0;
+                // SAFETY: the caller promised a valid callback and userdata.
+                let count = unsafe { read(userdata.0, buf.as_mut_ptr(), buf.len(), &mut err) };
+                callback_result(count, err)
+            },
+            move |buf: &[u8]| {
+                let userdata = &userdata;
+                let mut err: c_int = 0;
+                // SAFETY: as above.
+                let count = unsafe { write(userdata.0, buf.as_ptr(), buf.len(), &mut err) };
+                callback_result(count, err)
+            },
+        );
+        let result = conn.connection.set_transport(Box::new(transport));
+        result_code(conn.finish(result))
+    })
+}
+
+/// The caller's userdata pointer, moved into the callback closures.
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+
+// SAFETY: the pointer is only handed back to the caller's callbacks, on the
+// thread that calls into the connection; the caller owns what it points to.
+unsafe impl Send for UserData {}
+
+fn callback_result(count: libc::ssize_t, err: c_int) -> io::Result<usize> {
+    if count >= 0 {
+        return Ok(count as usize);
+    }
+    let errno = if err == 0 { libc::EIO } else { err };
+    Err(io::Error::from_raw_os_error(errno))
+}
+
+/// Advances negotiation: sends GSSENCRequest, reads the response, runs the
+/// GSSAPI handshake. Returns a `pggss_polling_status` as an int, with
+/// libpq's numbers: PGGSS_POLLING_STATUS_READING or _WRITING means wait
+/// for the socket (poll(2) on the fd) and call again; _OK means negotiation
+/// is over (see `pggss_conn_outcome`); _FAILED means it failed (see
+/// `pggss_conn_error_message`; also for a NULL `conn`). On a blocking
+/// socket the first call finishes.
+///
+/// Under gssencmode=prefer, a server that declines ('N'), missing
+/// credentials and gssencmode=disable all end in _OK with the socket in
+/// plaintext; under "require" they end in _FAILED. An 'E' answer always
+/// fails: the socket is then unusable.
+#[no_mangle]
+pub extern "C" fn pggss_conn_connect_poll(conn: *mut pggss_conn) -> c_int {
+    panic_boundary!(pggss_polling_status::Failed as c_int, {
+        let conn = try_mut!(conn, pggss_polling_status::Failed as c_int);
+        let polling = conn.connection.connect_poll();
+        conn.last_result = match polling {
+            Polling::Failed => conn.connection.last_error().map_or(pggss_result::InvalidState, |err| err.kind().into()),
+            _ => pggss_result::Ok,
+        };
+        conn.refresh_message();
+        let status = match polling {
+            Polling::Failed => pggss_polling_status::Failed,
+            Polling::Reading => pggss_polling_status::Reading,
+            Polling::Writing => pggss_polling_status::Writing,
+            Polling::Ok => pggss_polling_status::Ok,
+        };
+        status as c_int
+    })
+}
+
+/// Reads up to `len` bytes of plaintext into `buf`, with recv(2)
+/// semantics: returns the number of bytes read, 0 when the server closed
+/// the connection in an orderly way, or -1 with errno set. errno EAGAIN
+/// (or EWOULDBLOCK) means no complete packet is available yet on a
+/// non-blocking socket: wait for readability and call again. Other errors
+/// are final: EINVAL for a NULL argument or a call before negotiation
+/// finished, the transport's errno for a socket error, ECONNRESET for a
+/// protocol or GSSAPI failure; `pggss_conn_last_result` and
+/// `pggss_conn_error_message` tell which.
+///
+/// On an encrypted connection every packet is unwrapped and checked for
+/// confidentiality before any of its bytes are returned. After a fallback
+/// to plaintext under gssencmode=prefer, bytes pass through unchanged.
+/// Check `pggss_conn_pending` before waiting on the socket: decrypted bytes
+/// may already be buffered. `buf` is borrowed during the call.
+#[no_mangle]
+pub extern "C" fn pggss_conn_read(conn: *mut pggss_conn, buf: *mut c_void, len: usize) -> libc::ssize_t {
+    panic_boundary!(fail_with_errno(libc::EIO), {
+        let conn = try_mut!(conn, fail_with_errno(libc::EINVAL));
+        if buf.is_null() && len > 0 {
+            return fail_with_errno(libc::EINVAL);
+        }
+        let out: &mut [u8] = if len == 0 {
+            &mut []
+        } else {
+            // SAFETY: the caller promises `buf` is valid for `len` bytes.
+            unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) }
+        };
+        let result = conn.connection.read(out);
+        transfer_result(conn, result)
+    })
+}
+
+/// Writes plaintext with send(2) semantics and libpq's pg_GSS_write retry
+/// rule. Returns the number of bytes written, possibly fewer than `len`, or
+/// -1 with errno set.
+///
+/// Data is wrapped into packets of at most 16384 bytes. A packet stays
+/// queued until it is fully sent, and only bytes whose packets have all left
+/// are reported as written. After -1 with EAGAIN, wait for writability and
+/// call again offering the same bytes (the unreported ones, from the same
+/// start), at least as many as before: a shorter offer fails with EINVAL and
+/// PGGSS_RESULT_RETRY_TOO_SHORT. Other errno values are as for
+/// `pggss_conn_read`. `buf` is borrowed during the call.
+#[no_mangle]
+pub extern "C" fn pggss_conn_write(conn: *mut pggss_conn, buf: *const c_void, len: usize) -> libc::ssize_t {
+    panic_boundary!(fail_with_errno(libc::EIO), {
+        let conn = try_mut!(conn, fail_with_errno(libc::EINVAL));
+        if buf.is_null() && len > 0 {
+            return fail_with_errno(libc::EINVAL);
+        }
+        let data: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller promises `buf` is valid for `len` bytes.
+            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }
+        };
+        let result = conn.connection.write(data);
+        transfer_result(conn, result)
+    })
+}
+
+fn transfer_result(conn: &mut pggss_conn, result: Result<usize, Error>) -> libc::ssize_t {
+    match conn.finish(result) {
+        Ok(count) => count as libc::ssize_t,
+        Err(err) => fail_with_errno(errno_for(&err)),
+    }
+}
+
+fn errno_for(err: &Error) -> c_int {
+    match err.kind() {
+        ErrorKind::WouldBlock => libc::EAGAIN,
+        ErrorKind::Io => err.os_error().unwrap_or(libc::EIO),
+        ErrorKind::InvalidState | ErrorKind::InvalidParameter | ErrorKind::RetryTooShort => libc::EINVAL,
+        _ => libc::ECONNRESET,
+    }
+}
+
+fn fail_with_errno(errno: c_int) -> libc::ssize_t {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = errno };
+    -1
+}
+
+/// Returns how negotiation ended, or PGGSS_OUTCOME_PENDING while it runs
+/// (and for a NULL `conn`).
+#[no_mangle]
+pub extern "C" fn pggss_conn_outcome(conn: *const pggss_conn) -> pggss_outcome {
+    panic_boundary!(pggss_outcome::Failed, {
+        let conn = try_ref!(conn, pggss_outcome::Pending);
+        match conn.connection.outcome() {
+            Outcome::Pending => pggss_outcome::Pending,
+            Outcome::Encrypted => pggss_outcome::Encrypted,
+            Outcome::ServerDeclined => pggss_outcome::ServerDeclined,
+            Outcome::NoCredentials => pggss_outcome::NoCredentials,
+            Outcome::Disabled => pggss_outcome::Disabled,
+            Outcome::Failed => pggss_outcome::Failed,
+        }
+    })
+}
+
+/// Returns true when the connection is GSSAPI-encrypted, like libpq's
+/// PQgssEncInUse; false otherwise and for a NULL `conn`.
+#[no_mangle]
+pub extern "C" fn pggss_conn_encryption_in_use(conn: *const pggss_conn) -> bool {
+    panic_boundary!(false, {
+        let conn = try_ref!(conn, false);
+        conn.connection.encryption_in_use()
+    })
+}
+
+/// Returns the GSSAPI security context (a gss_ctx_id_t), like libpq's
+/// PQgetgssctx, or NULL when there is none or `conn` is NULL. The context
+/// still belongs to the connection: do not delete it, and do not use it
+/// after `pggss_conn_free`. Wrapping or unwrapping with it outside pggssenc
+/// breaks the sequence numbers of the stream.
+#[no_mangle]
+pub extern "C" fn pggss_conn_gss_context(conn: *const pggss_conn) -> *mut c_void {
+    panic_boundary!(std::ptr::null_mut(), {
+        let conn = try_ref!(conn, std::ptr::null_mut());
+        conn.connection.gss_context()
+    })
+}
+
+/// Writes the client principal of an encrypted connection (such as
+/// "alice@EXAMPLE.COM") into `buf` as a NUL-terminated string and its
+/// length, without the NUL, into `*len_out`.
+///
+/// Returns PGGSS_RESULT_OK; PGGSS_RESULT_BUFFER_TOO_SMALL when `len` is not
+/// larger than the principal's length (then `*len_out` still receives the
+/// length and `buf` is untouched); PGGSS_RESULT_NULL_PARAMETER;
+/// PGGSS_RESULT_INVALID_STATE when the connection is not encrypted; or
+/// PGGSS_RESULT_GSS_FAILURE. `buf` and `len_out` are borrowed during the call.
+#[no_mangle]
+pub extern "C" fn pggss_conn_client_principal(
+    conn: *const pggss_conn,
+    buf: *mut c_char,
+    len: usize,
+    len_out: *mut usize,
+) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_ref!(conn, pggss_result::NullParameter);
+        let len_out = try_mut!(len_out, pggss_result::NullParameter);
+        if buf.is_null() {
+            return pggss_result::NullParameter;
+        }
+        let principal = match conn.connection.client_principal() {
+            Ok(principal) => principal,
+            Err(err) => return err.kind().into(),
+        };
+        *len_out = principal.len();
+        if principal.len() >= len {
+            return pggss_result::BufferTooSmall;
+        }
+        write_c_string(&principal, buf, len);
+        pggss_result::Ok
+    })
+}
+
+/// Returns true when the client's credentials were delegated to the server
+/// (gssdelegation=1 and a forwardable ticket); false otherwise and for NULL.
+#[no_mangle]
+pub extern "C" fn pggss_conn_credentials_delegated(conn: *const pggss_conn) -> bool {
+    panic_boundary!(false, {
+        let conn = try_ref!(conn, false);
+        conn.connection.credentials_delegated()
+    })
+}
+
+/// Returns the largest plaintext that one packet carries on an encrypted
+/// connection, from gss_wrap_size_limit; 0 when not encrypted or NULL.
+#[no_mangle]
+pub extern "C" fn pggss_conn_max_plaintext(conn: *const pggss_conn) -> usize {
+    panic_boundary!(0, {
+        let conn = try_ref!(conn, 0);
+        conn.connection.max_plaintext()
+    })
+}
+
+/// Returns the number of decrypted bytes that `pggss_conn_read` returns
+/// without reading the socket; 0 for NULL. A caller that waits for socket
+/// readability must check this first.
+#[no_mangle]
+pub extern "C" fn pggss_conn_pending(conn: *const pggss_conn) -> usize {
+    panic_boundary!(0, {
+        let conn = try_ref!(conn, 0);
+        conn.connection.pending_plaintext()
+    })
+}
+
+/// Returns the connection's last error message, with the GSSAPI major and
+/// minor status text where GSSAPI failed; after a fallback to plaintext
+/// under gssencmode=prefer, the reason for it; otherwise "". Never NULL:
+/// for a NULL `conn` it returns a static message. The string belongs to the
+/// connection and stays valid until the next call on it.
+#[no_mangle]
+pub extern "C" fn pggss_conn_error_message(conn: *const pggss_conn) -> *const c_char {
+    panic_boundary!(c"internal error in pggssenc".as_ptr(), {
+        let conn = try_ref!(conn, c"connection pointer is NULL".as_ptr());
+        conn.message.as_ptr()
+    })
+}
+
+/// Returns the result of the last call on the connection that can fail
+/// (set_param, set_conninfo, set_fd, set_callbacks, connect_poll, read,
+/// write): PGGSS_RESULT_OK after a success, PGGSS_RESULT_WOULD_BLOCK after
+/// EAGAIN. PGGSS_RESULT_NULL_PARAMETER for a NULL `conn`.
+#[no_mangle]
+pub extern "C" fn pggss_conn_last_result(conn: *const pggss_conn) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_ref!(conn, pggss_result::NullParameter);
+        conn.last_result
+    })
+}
+
+fn result_code<T>(result: Result<T, Error>) -> pggss_result {
+    match result {
+        Ok(_) => pggss_result::Ok,
+        Err(err) => err.kind().into(),
+    }
+}
+
+fn invalid_utf8(conn: &mut pggss_conn, what: &str) -> pggss_result {
+    let err = Error::new(ErrorKind::InvalidParameter, format!("{what} is not valid UTF-8"));
+    result_code(conn.finish::<()>(Err(err)))
+}
