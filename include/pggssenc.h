@@ -11,6 +11,27 @@
 #include <sys/types.h>
 
 /**
+ * Largest startup packet a server accepts, length word included, as in
+ * PostgreSQL (MAX_STARTUP_PACKET_LENGTH).
+ */
+#define MAX_STARTUP_PACKET_SIZE 10000
+
+/**
+ * Request codes that stand where a StartupMessage has its protocol version.
+ */
+#define CANCEL_REQUEST_CODE ((1234 << 16) | 5678)
+
+#define SSL_REQUEST_CODE ((1234 << 16) | 5679)
+
+#define GSSENC_REQUEST_CODE ((1234 << 16) | 5680)
+
+/**
+ * Queued outgoing bytes beyond which writes report would-block, so that a
+ * caller that does not drain the output gets backpressure.
+ */
+#define MAX_QUEUED_OUTPUT (256 * 1024)
+
+/**
  * Maximum size of a packet after the handshake, including its 4-byte length
  * word; a PostgreSQL wire-protocol constant.
  */
@@ -131,6 +152,19 @@ typedef uint32_t pggss_result;
 #endif // __cplusplus
 
 /**
+ * Kind of the first packet a client sent.
+ */
+typedef enum {
+  PGGSS_STARTUP_KIND_GSSENC_REQUEST = 1,
+  PGGSS_STARTUP_KIND_SSL_REQUEST = 2,
+  PGGSS_STARTUP_KIND_CANCEL_REQUEST = 3,
+  /**
+   * A StartupMessage of protocol version 3.x.
+   */
+  PGGSS_STARTUP_KIND_STARTUP_MESSAGE = 4,
+} pggss_startup_kind;
+
+/**
  * How negotiation ended.
  */
 typedef enum {
@@ -161,6 +195,18 @@ typedef enum {
    * Negotiation failed; the socket is not usable.
    */
   PGGSS_OUTCOME_FAILED = 5,
+  /**
+   * Acceptor: the client's first packet was not a GSSENCRequest; it is
+   * available from `pggss_conn_startup_packet`, and the socket carries
+   * plaintext.
+   */
+  PGGSS_OUTCOME_NOT_REQUESTED = 6,
+  /**
+   * Acceptor: the GSSENCRequest was declined with 'N' (see
+   * `pggss_acceptor_set_decline`), and the client's next packet is
+   * available from `pggss_conn_startup_packet`.
+   */
+  PGGSS_OUTCOME_DECLINED = 7,
 } pggss_outcome;
 
 /**
@@ -218,6 +264,111 @@ extern "C" {
  * The string is static: do not free it. Thread-safe.
  */
 const char *pggss_version(void);
+
+/**
+ * Creates an acceptor for one accepted client connection. Configure it
+ * (`pggss_acceptor_set_keytab`, `pggss_acceptor_set_service`,
+ * `pggss_acceptor_set_decline`), give it the accepted socket
+ * (`pggss_conn_set_fd`, `pggss_conn_set_callbacks` or
+ * `pggss_conn_use_buffers`), then drive it with `pggss_conn_accept_poll`.
+ *
+ * On success, stores the acceptor in `*conn_out`; the caller owns it and
+ * releases it with `pggss_conn_free`. `*conn_out` is written only on
+ * success. Returns PGGSS_RESULT_OK or PGGSS_RESULT_NULL_PARAMETER.
+ */
+pggss_result pggss_acceptor_new(pggss_conn **conn_out);
+
+/**
+ * Sets the keytab to accept with, the equivalent of PostgreSQL's
+ * krb_server_keyfile, such as "/etc/postgresql/krb5.keytab" or
+ * "FILE:/path". Without it, the default keytab (KRB5_KTNAME) is used. The
+ * setting is per acceptor; no environment variable changes. `path` is
+ * borrowed during the call. Only before the first `pggss_conn_accept_poll`.
+ *
+ * Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER,
+ * PGGSS_RESULT_INVALID_PARAMETER or PGGSS_RESULT_INVALID_STATE.
+ */
+pggss_result pggss_acceptor_set_keytab(pggss_conn *conn, const char *path);
+
+/**
+ * Restricts acceptance to one host-based service, such as
+ * "postgres@db.example.com" (krbsrvname@host). Without it, any key in the
+ * keytab may accept, as in PostgreSQL. `service` is borrowed during the
+ * call. Only before the first `pggss_conn_accept_poll`.
+ *
+ * Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER,
+ * PGGSS_RESULT_INVALID_PARAMETER (no '@') or PGGSS_RESULT_INVALID_STATE.
+ */
+pggss_result pggss_acceptor_set_service(pggss_conn *conn, const char *service);
+
+/**
+ * With `decline` true, answers GSSENCRequest with 'N', as a server without
+ * GSSAPI encryption does; the client then continues in plaintext (or with
+ * an SSLRequest) and its next packet is read. The default is false: answer
+ * 'G' and accept. Only before the first `pggss_conn_accept_poll`.
+ *
+ * Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER or
+ * PGGSS_RESULT_INVALID_STATE.
+ */
+pggss_result pggss_acceptor_set_decline(pggss_conn *conn, bool decline);
+
+/**
+ * Drives an acceptor: reads the client's first packet; for a
+ * GSSENCRequest, answers it and runs the GSSAPI handshake. Returns a
+ * `pggss_polling_status` as an int, with libpq's numbers: _READING or
+ * _WRITING means wait for the socket and call again, _OK means done (see
+ * `pggss_conn_outcome`), _FAILED means the client is to be disconnected
+ * (see `pggss_conn_error_message`; also for NULL).
+ *
+ * Outcomes: PGGSS_OUTCOME_ENCRYPTED (read the client's StartupMessage with
+ * `pggss_conn_read`); PGGSS_OUTCOME_NOT_REQUESTED or _DECLINED (the
+ * client's packet is available from `pggss_conn_startup_packet`).
+ * Failures include bytes sent after the GSSENCRequest or between handshake
+ * tokens (PGGSS_RESULT_PLAINTEXT_INJECTION), malformed startup packets
+ * (PGGSS_RESULT_UNEXPECTED_RESPONSE), oversize tokens
+ * (PGGSS_RESULT_PACKET_TOO_LARGE) and GSSAPI errors. pggssenc sets no
+ * timeout: a caller that must bound a stalled handshake polls with its own.
+ */
+int pggss_conn_accept_poll(pggss_conn *conn);
+
+/**
+ * Gives access to the client's packet when the outcome is
+ * PGGSS_OUTCOME_NOT_REQUESTED or _DECLINED: its kind, and the bytes the
+ * client sent from the packet's start on (the packet, then anything the
+ * client sent after it, which the caller must process too). `*packet_len`
+ * receives the packet's own length. The bytes belong to the connection and
+ * stay valid until `pggss_conn_free`. Any out-pointer may be NULL to skip
+ * it.
+ *
+ * Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER or
+ * PGGSS_RESULT_INVALID_STATE when no packet was kept.
+ */
+pggss_result pggss_conn_startup_packet(const pggss_conn *conn,
+                                       pggss_startup_kind *kind_out,
+                                       const uint8_t **data_out,
+                                       size_t *len_out,
+                                       size_t *packet_len_out);
+
+/**
+ * Writes the authenticated client's principal without its realm (the user
+ * name PostgreSQL derives with include_realm=0, such as "alice" for
+ * "alice@EXAMPLE.COM") into `buf`, as `pggss_conn_client_principal` does.
+ * Same results and ownership rules.
+ */
+pggss_result pggss_conn_client_user(const pggss_conn *conn, char *buf, size_t len, size_t *len_out);
+
+/**
+ * Stores the credentials the client delegated (gssdelegation=1 on the
+ * client) into the credential cache `ccache`, such as
+ * "FILE:/run/proxy/cc-1234" or "MEMORY:session-1234", so that the session
+ * can act for the client. Per connection; no environment variable changes.
+ * `ccache` is borrowed during the call.
+ *
+ * Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER,
+ * PGGSS_RESULT_INVALID_STATE (no delegated credentials, see
+ * `pggss_conn_credentials_delegated`) or PGGSS_RESULT_GSS_FAILURE.
+ */
+pggss_result pggss_conn_store_delegated_credentials(pggss_conn *conn, const char *ccache);
 
 /**
  * Creates a client connection with no parameters set: the PG* environment
@@ -290,6 +441,58 @@ pggss_result pggss_conn_set_callbacks(pggss_conn *conn,
                                       pggss_read_callback read,
                                       pggss_write_callback write,
                                       void *userdata);
+
+/**
+ * Uses two in-memory queues as the transport, for callers that move bytes
+ * themselves (the sans-IO buffer API): feed bytes received from the network
+ * with `pggss_conn_feed`, take bytes to send with `pggss_conn_take_output`,
+ * and drive the connection with the usual poll, read and write calls, which
+ * return READING or EAGAIN when they need more fed bytes and WRITING or
+ * EAGAIN when 256 KiB of output wait to be taken. Only before the first
+ * `pggss_conn_connect_poll`.
+ *
+ * Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER or
+ * PGGSS_RESULT_INVALID_STATE.
+ */
+pggss_result pggss_conn_use_buffers(pggss_conn *conn);
+
+/**
+ * Feeds `len` bytes received from the network; the bytes are copied and
+ * `data` is borrowed during the call only. With `len` 0, `data` may be
+ * NULL. Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER, or
+ * PGGSS_RESULT_INVALID_STATE when the connection does not use buffers.
+ */
+pggss_result pggss_conn_feed(pggss_conn *conn, const uint8_t *data, size_t len);
+
+/**
+ * Records that the network stream ended: once the fed bytes are consumed,
+ * reads return 0 (or fail when a packet is incomplete). Returns
+ * PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER or PGGSS_RESULT_INVALID_STATE.
+ */
+pggss_result pggss_conn_feed_eof(pggss_conn *conn);
+
+/**
+ * Moves up to `len` bytes that are waiting to be sent into `buf` and
+ * returns how many were moved; the caller must send them in order. Returns
+ * 0 when nothing waits, for NULL arguments, and when the connection does
+ * not use buffers. `buf` is borrowed during the call only.
+ */
+size_t pggss_conn_take_output(pggss_conn *conn, uint8_t *buf, size_t len);
+
+/**
+ * Returns the number of bytes waiting to be taken with
+ * `pggss_conn_take_output`; 0 for NULL or without buffers.
+ */
+size_t pggss_conn_output_pending(pggss_conn *conn);
+
+/**
+ * Returns the minimum number of bytes the connection needs from the
+ * network to make progress, beyond those already fed or received: 1 while
+ * waiting for the response to GSSENCRequest, then the rest of the current
+ * packet. Returns 0 when no read is needed (decrypted bytes are buffered,
+ * or negotiation has not started or fell back to plaintext) and for NULL.
+ */
+size_t pggss_conn_wanted(pggss_conn *conn);
 
 /**
  * Advances negotiation: sends GSSENCRequest, reads the response, runs the
@@ -365,7 +568,8 @@ void *pggss_conn_gss_context(const pggss_conn *conn);
 /**
  * Writes the client principal of an encrypted connection (such as
  * "alice@EXAMPLE.COM") into `buf` as a NUL-terminated string and its
- * length, without the NUL, into `*len_out`.
+ * length, without the NUL, into `*len_out`. For an initiator this is its
+ * own principal; for an acceptor, the authenticated client's.
  *
  * Returns PGGSS_RESULT_OK; PGGSS_RESULT_BUFFER_TOO_SMALL when `len` is not
  * larger than the principal's length (then `*len_out` still receives the

@@ -1,11 +1,14 @@
-//! A client connection: configuration, negotiation, the packet layer and a
-//! transport, driven like libpq's PQconnectPoll.
+//! A connection in either role: configuration, negotiation, the packet layer
+//! and a transport, driven like libpq's PQconnectPoll. The initiator (client)
+//! sends GSSENCRequest; the acceptor (server, proxy, pooler) reads the
+//! client's first packet and answers it.
 
 use crate::config::{Config, GssEncMode, Params};
-use crate::core::{Negotiation, NegotiationStatus, Session};
+use crate::core::startup::{parse_startup, startup_missing, StartupKind};
+use crate::core::{Acceptance, Negotiation, NegotiationStatus, Session};
 use crate::error::{Error, ErrorKind};
-use crate::gss::{ClientContext, ClientOptions, Credential, Name};
-use crate::io::Transport;
+use crate::gss::{ClientContext, ClientOptions, Credential, GssContext, Name, ServerContext};
+use crate::io::{BufferTransport, Transport};
 use std::io;
 use std::sync::Arc;
 
@@ -40,14 +43,51 @@ pub enum Outcome {
     Disabled,
     /// Negotiation failed; the socket is not usable.
     Failed,
+    /// Acceptor: the client's first packet was not a GSSENCRequest. The
+    /// packet is in [`Connection::startup_packet`]; the socket carries
+    /// plaintext.
+    NotRequested,
+    /// Acceptor: the client's GSSENCRequest was declined with 'N' and the
+    /// client's next packet is in [`Connection::startup_packet`].
+    Declined,
 }
 
 enum State {
     New,
-    Negotiating(Box<Negotiation<ClientContext>>),
-    Encrypted(Box<Session<ClientContext>>),
+    Negotiating(Box<Negotiation<GssContext>>),
+    ReadingStartup { received: Vec<u8>, after_decline: bool },
+    Accepting(Box<Acceptance<GssContext>>),
+    Encrypted(Box<Session<GssContext>>),
     Plaintext,
     Failed,
+}
+
+/// Settings of an acceptor connection.
+#[derive(Clone, Debug, Default)]
+pub struct AcceptorSettings {
+    /// Keytab to accept with, the equivalent of krb_server_keyfile; the
+    /// default keytab (KRB5_KTNAME) when unset.
+    pub keytab: Option<String>,
+    /// Host-based service name, such as "postgres@db.example.com", whose
+    /// keys alone may accept; any key in the keytab when unset.
+    pub service: Option<String>,
+    /// Answer 'N' to GSSENCRequest instead of 'G'.
+    pub decline: bool,
+}
+
+/// The first packet an acceptor read, kept for the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartupPacket {
+    pub kind: StartupKind,
+    /// The packet, followed by any bytes the client sent after it.
+    pub bytes: Vec<u8>,
+    /// Length of the packet itself at the start of `bytes`.
+    pub length: usize,
+}
+
+enum Role {
+    Initiator,
+    Acceptor(AcceptorSettings),
 }
 
 /// Bytes requested from the transport per receive during negotiation. The
@@ -57,6 +97,7 @@ const NEGOTIATION_RECEIVE_SIZE: usize = 16 * 1024;
 
 /// A client connection on a transport that the caller owns.
 pub struct Connection {
+    role: Role,
     params: Params,
     /// The resolved parameters; set when negotiation starts.
     config: Config,
@@ -66,13 +107,24 @@ pub struct Connection {
     last_error: Option<Error>,
     /// A note on how negotiation ended without encryption under `prefer`.
     notice: Option<String>,
+    startup: Option<StartupPacket>,
 }
 
 impl Connection {
     /// Creates a connection with the given explicit parameters; the PG*
     /// environment variables supply the others when negotiation starts.
     pub fn new(params: Params) -> Connection {
+        Connection::with_role(Role::Initiator, params)
+    }
+
+    /// Creates an acceptor connection.
+    pub fn new_acceptor(settings: AcceptorSettings) -> Connection {
+        Connection::with_role(Role::Acceptor(settings), Params::new())
+    }
+
+    fn with_role(role: Role, params: Params) -> Connection {
         Connection {
+            role,
             params,
             config: Config::default(),
             transport: None,
@@ -80,7 +132,27 @@ impl Connection {
             outcome: Outcome::Pending,
             last_error: None,
             notice: None,
+            startup: None,
         }
+    }
+
+    pub fn is_acceptor(&self) -> bool {
+        matches!(self.role, Role::Acceptor(_))
+    }
+
+    /// Changes acceptor settings; only for an acceptor, before it starts.
+    pub fn acceptor_settings_mut(&mut self) -> Result<&mut AcceptorSettings, Error> {
+        self.check_new("acceptor settings")?;
+        match &mut self.role {
+            Role::Acceptor(settings) => Ok(settings),
+            Role::Initiator => Err(Error::invalid_state("this is a client connection, not an acceptor")),
+        }
+    }
+
+    /// The client's first packet (or its packet after a declined
+    /// GSSENCRequest), when it was not a GSSENCRequest.
+    pub fn startup_packet(&self) -> Option<&StartupPacket> {
+        self.startup.as_ref()
     }
 
     /// The resolved parameters; built-in defaults until negotiation starts.
@@ -138,9 +210,10 @@ impl Connection {
         matches!(self.state, State::Encrypted(_))
     }
 
-    fn context(&self) -> Option<&ClientContext> {
+    fn context(&self) -> Option<&GssContext> {
         match &self.state {
             State::Negotiating(negotiation) => Some(negotiation.context()),
+            State::Accepting(acceptance) => Some(acceptance.context()),
             State::Encrypted(session) => Some(session.context()),
             _ => None,
         }
@@ -151,6 +224,15 @@ impl Connection {
         self.context().map_or(std::ptr::null_mut(), |context| context.raw_handle())
     }
 
+    /// Stores the credentials a client delegated into the credential cache
+    /// `ccache` (acceptor only).
+    pub fn store_delegated_credentials(&self, ccache: &str) -> Result<(), Error> {
+        match self.context().and_then(|context| context.delegated_credential()) {
+            Some(credential) => credential.store_into(ccache),
+            None => Err(Error::invalid_state("the client delegated no credentials on this connection")),
+        }
+    }
+
     pub fn client_principal(&self) -> Result<String, Error> {
         match &self.state {
             State::Encrypted(session) => session.context().source_principal(),
@@ -159,10 +241,7 @@ impl Connection {
     }
 
     pub fn credentials_delegated(&self) -> bool {
-        match &self.state {
-            State::Encrypted(session) => session.context().credentials_delegated(),
-            _ => false,
-        }
+        self.context().is_some_and(|context| context.credentials_delegated())
     }
 
     /// Largest plaintext carried by one packet; 0 when not encrypted.
@@ -181,6 +260,30 @@ impl Connection {
         }
     }
 
+    /// The in-memory queues, when the transport is a [`BufferTransport`].
+    pub fn buffers(&mut self) -> Option<&mut BufferTransport> {
+        self.transport.as_mut().and_then(|transport| transport.as_buffers())
+    }
+
+    /// Minimum number of bytes the connection needs from the network to make
+    /// progress, beyond what it has already received: 1 while waiting for
+    /// the response byte, then the rest of the current packet. 0 when no
+    /// read is pending (before negotiation, after a fallback, or when
+    /// decrypted bytes are buffered).
+    pub fn wanted(&mut self) -> usize {
+        let needed = match &self.state {
+            State::Negotiating(negotiation) if negotiation.status() == NegotiationStatus::WantRead => {
+                negotiation.wanted()
+            }
+            State::Accepting(acceptance) if acceptance.status() == NegotiationStatus::WantRead => acceptance.wanted(),
+            State::ReadingStartup { received, .. } => startup_missing(received),
+            State::Encrypted(session) if session.pending_plaintext() == 0 => session.wanted().unwrap_or(0),
+            _ => 0,
+        };
+        let fed = self.buffers().map_or(0, |buffers| buffers.inbound_len());
+        needed.saturating_sub(fed)
+    }
+
     /// Advances negotiation as far as the transport allows.
     pub fn connect_poll(&mut self) -> Polling {
         match self.poll_inner() {
@@ -195,7 +298,59 @@ impl Connection {
     fn poll_inner(&mut self) -> Result<Polling, Error> {
         loop {
             match &mut self.state {
-                State::New => self.start()?,
+                State::New => match self.role {
+                    Role::Initiator => self.start()?,
+                    Role::Acceptor(_) => {
+                        self.check_transport()?;
+                        self.state = State::ReadingStartup { received: Vec::new(), after_decline: false };
+                    }
+                },
+                State::ReadingStartup { .. } => {
+                    if let Some(polling) = self.poll_startup()? {
+                        return Ok(polling);
+                    }
+                }
+                State::Accepting(acceptance) => {
+                    let transport = self.transport.as_mut().expect("checked when the acceptor started");
+                    match acceptance.status() {
+                        NegotiationStatus::WantWrite => match transport.send(acceptance.output()) {
+                            Ok(0) => return Err(Error::new(ErrorKind::Io, "could not send to the client: the transport accepted 0 bytes")),
+                            Ok(sent) => acceptance.consume_output(sent),
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Polling::Writing),
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            Err(err) => return Err(Error::io("accepting GSSAPI encryption", &err)),
+                        },
+                        NegotiationStatus::WantRead => {
+                            let mut buffer = vec![0u8; NEGOTIATION_RECEIVE_SIZE];
+                            let result = transport.recv(&mut buffer);
+                            let outcome = match result {
+                                Ok(0) => Err(acceptance.receive_eof()),
+                                Ok(received) => acceptance.receive(&buffer[..received]),
+                                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Polling::Reading),
+                                Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
+                                Err(err) => Err(Error::io("accepting GSSAPI encryption", &err)),
+                            };
+                            crate::core::frame::zero(&mut buffer);
+                            outcome?;
+                        }
+                        NegotiationStatus::Established => {
+                            let State::Accepting(acceptance) = std::mem::replace(&mut self.state, State::Failed) else {
+                                unreachable!("matched Accepting above");
+                            };
+                            let (context, decoder, _granted) = acceptance.into_established()?;
+                            let session = Session::new(context, decoder)?;
+                            self.state = State::Encrypted(Box::new(session));
+                            self.outcome = Outcome::Encrypted;
+                            return Ok(Polling::Ok);
+                        }
+                        NegotiationStatus::Declined => {
+                            self.state = State::ReadingStartup { received: Vec::new(), after_decline: true };
+                        }
+                        NegotiationStatus::Failed => {
+                            return Err(Error::invalid_state("GSSAPI negotiation already failed"));
+                        }
+                    }
+                }
                 State::Negotiating(negotiation) => {
                     let transport = self.transport.as_mut().expect("start() checked the transport");
                     match negotiation.status() {
@@ -256,11 +411,94 @@ impl Connection {
         }
     }
 
+    fn check_transport(&self) -> Result<(), Error> {
+        match self.transport {
+            Some(_) => Ok(()),
+            None => Err(Error::invalid_state("no transport: set a socket, callbacks or buffers first")),
+        }
+    }
+
+    /// Reads the client's first packet. Returns a polling status to return,
+    /// or `None` when the state changed and polling goes on.
+    fn poll_startup(&mut self) -> Result<Option<Polling>, Error> {
+        let State::ReadingStartup { received, after_decline } = &mut self.state else {
+            unreachable!("called in ReadingStartup only");
+        };
+        let after_decline = *after_decline;
+
+        let Some((kind, length)) = parse_startup(received)? else {
+            let transport = self.transport.as_mut().expect("checked when the acceptor started");
+            let mut buffer = vec![0u8; NEGOTIATION_RECEIVE_SIZE];
+            match transport.recv(&mut buffer) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        ErrorKind::UnexpectedEof,
+                        format!(
+                            "client closed the connection before sending a complete startup packet ({} bytes received)",
+                            received.len()
+                        ),
+                    ))
+                }
+                Ok(count) => received.extend_from_slice(&buffer[..count]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Some(Polling::Reading)),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(Error::io("reading the client's startup packet", &err)),
+            }
+            return Ok(None);
+        };
+
+        if kind != StartupKind::GssEncRequest {
+            let bytes = std::mem::take(received);
+            self.startup = Some(StartupPacket { kind, bytes, length });
+            self.outcome = if after_decline { Outcome::Declined } else { Outcome::NotRequested };
+            self.state = State::Plaintext;
+            return Ok(Some(Polling::Ok));
+        }
+        if after_decline {
+            return Err(Error::new(
+                ErrorKind::UnexpectedResponse,
+                "client sent GSSENCRequest again after it was declined",
+            ));
+        }
+        if received.len() > length {
+            return Err(Error::new(
+                ErrorKind::PlaintextInjection,
+                format!(
+                    "received {} bytes after GSSENCRequest, before the server answered (a pipelined \
+                     StartupMessage or injected plaintext); they were discarded and the connection is closed",
+                    received.len() - length
+                ),
+            ));
+        }
+
+        let Role::Acceptor(settings) = &self.role else {
+            unreachable!("only acceptors read startup packets");
+        };
+        let acceptance = if settings.decline {
+            Acceptance::new(GssContext::Server(ServerContext::new(None)), false)
+        } else {
+            let service = match &settings.service {
+                Some(service) => {
+                    let (name, host) = service.split_once('@').ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidParameter,
+                            format!("invalid service name \"{service}\"; expected service@host, such as postgres@db.example.com"),
+                        )
+                    })?;
+                    Some(Name::host_based_service(name, host)?)
+                }
+                None => None,
+            };
+            let credential = Credential::acquire_acceptor(settings.keytab.as_deref(), service.as_ref())?;
+            Acceptance::new(GssContext::Server(ServerContext::new(Some(Arc::new(credential)))), true)
+        };
+        self.state = State::Accepting(Box::new(acceptance));
+        Ok(None)
+    }
+
     /// Decides whether to send GSSENCRequest, and prepares the context.
     fn start(&mut self) -> Result<(), Error> {
-        if self.transport.is_none() {
-            return Err(Error::invalid_state("no transport: set a socket or callbacks before connecting"));
-        }
+        self.check_transport()?;
         self.config = self.params.resolve(|name| std::env::var(name).ok())?;
         if self.config.gssencmode == GssEncMode::Disable {
             self.fall_back(Outcome::Disabled, "gssencmode is \"disable\"; GSSENCRequest was not sent".to_string());
@@ -294,7 +532,7 @@ impl Connection {
         let target = Name::host_based_service(&self.config.krbsrvname, &host)?;
         let options = ClientOptions { delegate: self.config.gssdelegation };
         let context = ClientContext::new(Arc::new(credential), target, &options);
-        self.state = State::Negotiating(Box::new(Negotiation::new(context)));
+        self.state = State::Negotiating(Box::new(Negotiation::new(GssContext::Client(context))));
         Ok(())
     }
 

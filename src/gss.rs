@@ -1,10 +1,10 @@
 //! The one module that calls GSSAPI. It implements [`SecurityContext`] for
-//! an initiator (client) context with MIT krb5 through libgssapi-sys, and
-//! renders GSSAPI status codes as text.
+//! initiator (client) and acceptor (server) contexts with MIT krb5 through
+//! libgssapi-sys, and renders GSSAPI status codes as text.
 //!
-//! Credentials come from the process's default credential cache (KRB5CCNAME)
-//! unless a cache is named per connection; nothing here changes the process
-//! environment.
+//! Credentials come from a credential cache or keytab named per connection,
+//! or else from the process defaults (KRB5CCNAME, KRB5_KTNAME); nothing here
+//! changes the process environment.
 
 use crate::core::{Granted, SecurityContext, Step};
 use crate::error::{Error, ErrorKind};
@@ -20,6 +20,7 @@ const GSS_C_MECH_CODE: i32 = 2;
 const GSS_C_QOP_DEFAULT: u32 = 0;
 const GSS_C_INDEFINITE: u32 = 0xffff_ffff;
 const GSS_C_INITIATE: i32 = 1;
+const GSS_C_ACCEPT: i32 = 2;
 
 const GSS_C_DELEG_FLAG: u32 = 1;
 const GSS_C_MUTUAL_FLAG: u32 = 2;
@@ -183,35 +184,52 @@ impl Credential {
     /// "FILE:/tmp/cc"), otherwise from the default cache. Fails with kind
     /// `NoCredentials` when there is no usable ticket.
     pub fn acquire_initiator(ccache: Option<&str>) -> Result<Credential, Error> {
+        Credential::acquire(GSS_C_INITIATE, None, ccache.map(|name| ("ccache", name)))
+            .map_err(|text| Error::new(ErrorKind::NoCredentials, format!("no usable Kerberos credentials: {text}")))
+    }
+
+    /// Acquires acceptor credentials from the keytab `keytab` when given
+    /// (the equivalent of krb_server_keyfile), otherwise from the default
+    /// keytab (KRB5_KTNAME). With `service`, only that service's keys are
+    /// used; without it, any key in the keytab can accept, as in PostgreSQL.
+    pub fn acquire_acceptor(keytab: Option<&str>, service: Option<&Name>) -> Result<Credential, Error> {
+        Credential::acquire(GSS_C_ACCEPT, service, keytab.map(|path| ("keytab", path))).map_err(|text| {
+            Error::new(
+                ErrorKind::NoCredentials,
+                format!("could not acquire acceptor credentials from keytab {}: {text}", keytab.unwrap_or("(default)")),
+            )
+        })
+    }
+
+    fn acquire(usage: i32, name: Option<&Name>, store: Option<(&str, &str)>) -> Result<Credential, String> {
         let mut minor = 0;
         let mut cred: sys::gss_cred_id_t = ptr::null_mut();
-        let major = match ccache {
+        let name = name.map_or(ptr::null_mut(), |name| name.0);
+        let major = match store {
             None => unsafe {
                 sys::gss_acquire_cred(
                     &mut minor,
-                    ptr::null_mut(),
+                    name,
                     GSS_C_INDEFINITE,
                     ptr::null_mut(),
-                    GSS_C_INITIATE,
+                    usage,
                     &mut cred,
                     ptr::null_mut(),
                     ptr::null_mut(),
                 )
             },
-            Some(name) => {
-                let key = CString::new("ccache").expect("literal has no NUL");
-                let value = CString::new(name).map_err(|_| {
-                    Error::new(ErrorKind::InvalidParameter, "credential cache name contains a NUL byte")
-                })?;
+            Some((key, value)) => {
+                let key = CString::new(key).expect("store keys are literals without NUL");
+                let value = CString::new(value).map_err(|_| format!("{} contains a NUL byte", key.to_string_lossy()))?;
                 let mut element = sys::gss_key_value_element_desc { key: key.as_ptr(), value: value.as_ptr() };
                 let store = sys::gss_key_value_set_desc { count: 1, elements: &mut element };
                 unsafe {
                     sys::gss_acquire_cred_from(
                         &mut minor,
-                        ptr::null_mut(),
+                        name,
                         GSS_C_INDEFINITE,
                         ptr::null_mut(),
-                        GSS_C_INITIATE,
+                        usage,
                         &store,
                         &mut cred,
                         ptr::null_mut(),
@@ -221,12 +239,37 @@ impl Credential {
             }
         };
         if is_error(major) {
-            return Err(Error::new(
-                ErrorKind::NoCredentials,
-                format!("no usable Kerberos credentials: {}", status_text(major, minor)),
-            ));
+            return Err(status_text(major, minor));
         }
         Ok(Credential(cred))
+    }
+
+    /// Stores these (delegated) credentials into the credential cache
+    /// `ccache`, replacing its contents, without touching the default cache.
+    pub fn store_into(&self, ccache: &str) -> Result<(), Error> {
+        let key = CString::new("ccache").expect("literal has no NUL");
+        let value = CString::new(ccache)
+            .map_err(|_| Error::new(ErrorKind::InvalidParameter, "credential cache name contains a NUL byte"))?;
+        let mut element = sys::gss_key_value_element_desc { key: key.as_ptr(), value: value.as_ptr() };
+        let store = sys::gss_key_value_set_desc { count: 1, elements: &mut element };
+        let mut minor = 0;
+        let major = unsafe {
+            sys::gss_store_cred_into(
+                &mut minor,
+                self.0,
+                GSS_C_INITIATE,
+                ptr::null_mut(),
+                1,
+                1,
+                &store,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if is_error(major) {
+            return Err(gss_error(ErrorKind::Gss, "gss_store_cred_into", major, minor));
+        }
+        Ok(())
     }
 }
 
@@ -377,6 +420,178 @@ impl SecurityContext for ClientContext {
 impl Drop for ClientContext {
     fn drop(&mut self) {
         delete_context(&mut self.context);
+    }
+}
+
+/// An acceptor security context. It accepts any principal in the keytab
+/// unless its credential was acquired for one service.
+pub struct ServerContext {
+    context: sys::gss_ctx_id_t,
+    credential: Option<Arc<Credential>>,
+    source: Option<Name>,
+    delegated: Option<Credential>,
+    returned_flags: u32,
+}
+
+// SAFETY: as for ClientContext; the delegated credential is owned alone.
+unsafe impl Send for ServerContext {}
+
+impl ServerContext {
+    pub fn new(credential: Option<Arc<Credential>>) -> ServerContext {
+        ServerContext { context: ptr::null_mut(), credential, source: None, delegated: None, returned_flags: 0 }
+    }
+
+    pub fn raw_handle(&self) -> *mut c_void {
+        self.context as *mut c_void
+    }
+
+    /// The authenticated client principal, such as "alice@EXAMPLE.COM".
+    pub fn source_principal(&self) -> Result<String, Error> {
+        match &self.source {
+            Some(name) => name.display(),
+            None => Err(Error::invalid_state("the GSSAPI security context is not established")),
+        }
+    }
+
+    /// Credentials the client delegated, if any.
+    pub fn delegated_credential(&self) -> Option<&Credential> {
+        self.delegated.as_ref()
+    }
+}
+
+impl SecurityContext for ServerContext {
+    fn step(&mut self, input: Option<&[u8]>) -> Result<Step, Error> {
+        let Some(input) = input else {
+            return Err(Error::invalid_state("an acceptor step needs the client's token"));
+        };
+        let mut minor = 0;
+        let input_buffer = borrowed_buffer(input);
+        let mut output = empty_buffer();
+        let mut source: sys::gss_name_t = ptr::null_mut();
+        let mut returned_flags = 0;
+        let mut delegated: sys::gss_cred_id_t = ptr::null_mut();
+        let credential = self.credential.as_ref().map_or(ptr::null_mut(), |credential| credential.0);
+        let major = unsafe {
+            sys::gss_accept_sec_context(
+                &mut minor,
+                &mut self.context,
+                credential,
+                &input_buffer as *const _ as *mut _,
+                ptr::null_mut(),
+                &mut source,
+                ptr::null_mut(),
+                &mut output,
+                &mut returned_flags,
+                ptr::null_mut(),
+                &mut delegated,
+            )
+        };
+        let token = unsafe { buffer_bytes(&output) }.to_vec();
+        zero_and_release(&mut output);
+        let source = if source.is_null() { None } else { Some(Name(source)) };
+        let delegated = if delegated.is_null() { None } else { Some(Credential(delegated)) };
+
+        if is_error(major) {
+            return Err(gss_error(ErrorKind::Gss, "gss_accept_sec_context", major, minor));
+        }
+        if major & GSS_S_CONTINUE_NEEDED != 0 {
+            return Ok(Step { token, complete: None });
+        }
+        if major != GSS_S_COMPLETE {
+            return Err(gss_error(ErrorKind::Gss, "gss_accept_sec_context", major, minor));
+        }
+
+        self.returned_flags = returned_flags;
+        self.source = source;
+        self.delegated = delegated;
+        let granted = Granted {
+            mutual_authentication: returned_flags & GSS_C_MUTUAL_FLAG != 0,
+            confidentiality: returned_flags & GSS_C_CONF_FLAG != 0,
+            integrity: returned_flags & GSS_C_INTEG_FLAG != 0,
+            delegation: self.delegated.is_some(),
+        };
+        Ok(Step { token, complete: Some(granted) })
+    }
+
+    fn wrap(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        wrap(self.context, plaintext, out)
+    }
+
+    fn unwrap(&mut self, token: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        unwrap(self.context, token, out)
+    }
+
+    fn max_plaintext(&mut self, max_token_size: usize) -> Result<usize, Error> {
+        wrap_size_limit(self.context, max_token_size)
+    }
+}
+
+impl Drop for ServerContext {
+    fn drop(&mut self) {
+        delete_context(&mut self.context);
+    }
+}
+
+/// Either role's context, so that one packet layer serves both.
+pub enum GssContext {
+    Client(ClientContext),
+    Server(ServerContext),
+}
+
+impl GssContext {
+    pub fn raw_handle(&self) -> *mut c_void {
+        match self {
+            GssContext::Client(context) => context.raw_handle(),
+            GssContext::Server(context) => context.raw_handle(),
+        }
+    }
+
+    pub fn source_principal(&self) -> Result<String, Error> {
+        match self {
+            GssContext::Client(context) => context.source_principal(),
+            GssContext::Server(context) => context.source_principal(),
+        }
+    }
+
+    /// For an initiator, whether its credentials were delegated; for an
+    /// acceptor, whether it received delegated credentials.
+    pub fn credentials_delegated(&self) -> bool {
+        match self {
+            GssContext::Client(context) => context.credentials_delegated(),
+            GssContext::Server(context) => context.delegated_credential().is_some(),
+        }
+    }
+
+    pub fn delegated_credential(&self) -> Option<&Credential> {
+        match self {
+            GssContext::Client(_) => None,
+            GssContext::Server(context) => context.delegated_credential(),
+        }
+    }
+
+    fn inner(&mut self) -> &mut dyn SecurityContext {
+        match self {
+            GssContext::Client(context) => context,
+            GssContext::Server(context) => context,
+        }
+    }
+}
+
+impl SecurityContext for GssContext {
+    fn step(&mut self, input: Option<&[u8]>) -> Result<Step, Error> {
+        self.inner().step(input)
+    }
+
+    fn wrap(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.inner().wrap(plaintext, out)
+    }
+
+    fn unwrap(&mut self, token: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.inner().unwrap(token, out)
+    }
+
+    fn max_plaintext(&mut self, max_token_size: usize) -> Result<usize, Error> {
+        self.inner().max_plaintext(max_token_size)
     }
 }
 

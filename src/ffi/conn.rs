@@ -7,7 +7,7 @@ use super::result::{pggss_result, write_c_string};
 use crate::conn::{Connection, Outcome, Polling};
 use crate::config::Params;
 use crate::error::{Error, ErrorKind};
-use crate::io::{CallbackTransport, FdTransport};
+use crate::io::{BufferTransport, CallbackTransport, FdTransport};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 
@@ -15,7 +15,7 @@ use std::io;
 /// and a transport (a socket or callbacks) that the caller owns. Create it
 /// with `pggss_conn_new` and release it with `pggss_conn_free`.
 pub struct pggss_conn {
-    connection: Connection,
+    pub(super) connection: Connection,
     /// The text returned by `pggss_conn_error_message`, refreshed after
     /// every call that can change it.
     message: CString,
@@ -23,7 +23,11 @@ pub struct pggss_conn {
 }
 
 impl pggss_conn {
-    fn finish<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+    pub(super) fn new(connection: Connection) -> Box<pggss_conn> {
+        Box::new(pggss_conn { connection, message: CString::default(), last_result: pggss_result::Ok })
+    }
+
+    pub(super) fn finish<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
         self.last_result = match &result {
             Ok(_) => pggss_result::Ok,
             Err(err) => err.kind().into(),
@@ -76,6 +80,14 @@ pub enum pggss_outcome {
     Disabled = 4,
     /// Negotiation failed; the socket is not usable.
     Failed = 5,
+    /// Acceptor: the client's first packet was not a GSSENCRequest; it is
+    /// available from `pggss_conn_startup_packet`, and the socket carries
+    /// plaintext.
+    NotRequested = 6,
+    /// Acceptor: the GSSENCRequest was declined with 'N' (see
+    /// `pggss_acceptor_set_decline`), and the client's next packet is
+    /// available from `pggss_conn_startup_packet`.
+    Declined = 7,
 }
 
 /// Reads up to `len` bytes into `buf`. Returns the number of bytes read, 0
@@ -103,12 +115,7 @@ pub type pggss_write_callback =
 pub extern "C" fn pggss_conn_new(conn_out: *mut *mut pggss_conn) -> pggss_result {
     panic_boundary!(pggss_result::Panic, {
         let conn_out = try_mut!(conn_out, pggss_result::NullParameter);
-        let conn = Box::new(pggss_conn {
-            connection: Connection::new(Params::new()),
-            message: CString::default(),
-            last_result: pggss_result::Ok,
-        });
-        *conn_out = Box::into_raw(conn);
+        *conn_out = Box::into_raw(pggss_conn::new(Connection::new(Params::new())));
         pggss_result::Ok
     })
 }
@@ -233,6 +240,104 @@ pub extern "C" fn pggss_conn_set_callbacks(
     })
 }
 
+/// Uses two in-memory queues as the transport, for callers that move bytes
+/// themselves (the sans-IO buffer API): feed bytes received from the network
+/// with `pggss_conn_feed`, take bytes to send with `pggss_conn_take_output`,
+/// and drive the connection with the usual poll, read and write calls, which
+/// return READING or EAGAIN when they need more fed bytes and WRITING or
+/// EAGAIN when 256 KiB of output wait to be taken. Only before the first
+/// `pggss_conn_connect_poll`.
+///
+/// Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER or
+/// PGGSS_RESULT_INVALID_STATE.
+#[no_mangle]
+pub extern "C" fn pggss_conn_use_buffers(conn: *mut pggss_conn) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_mut!(conn, pggss_result::NullParameter);
+        let result = conn.connection.set_transport(Box::new(BufferTransport::new()));
+        result_code(conn.finish(result))
+    })
+}
+
+/// Feeds `len` bytes received from the network; the bytes are copied and
+/// `data` is borrowed during the call only. With `len` 0, `data` may be
+/// NULL. Returns PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER, or
+/// PGGSS_RESULT_INVALID_STATE when the connection does not use buffers.
+#[no_mangle]
+pub extern "C" fn pggss_conn_feed(conn: *mut pggss_conn, data: *const u8, len: usize) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_mut!(conn, pggss_result::NullParameter);
+        if data.is_null() && len > 0 {
+            return pggss_result::NullParameter;
+        }
+        let Some(buffers) = conn.connection.buffers() else {
+            return pggss_result::InvalidState;
+        };
+        if len > 0 {
+            // SAFETY: the caller promises `data` is valid for `len` bytes.
+            buffers.feed(unsafe { std::slice::from_raw_parts(data, len) });
+        }
+        pggss_result::Ok
+    })
+}
+
+/// Records that the network stream ended: once the fed bytes are consumed,
+/// reads return 0 (or fail when a packet is incomplete). Returns
+/// PGGSS_RESULT_OK, PGGSS_RESULT_NULL_PARAMETER or PGGSS_RESULT_INVALID_STATE.
+#[no_mangle]
+pub extern "C" fn pggss_conn_feed_eof(conn: *mut pggss_conn) -> pggss_result {
+    panic_boundary!(pggss_result::Panic, {
+        let conn = try_mut!(conn, pggss_result::NullParameter);
+        let Some(buffers) = conn.connection.buffers() else {
+            return pggss_result::InvalidState;
+        };
+        buffers.feed_eof();
+        pggss_result::Ok
+    })
+}
+
+/// Moves up to `len` bytes that are waiting to be sent into `buf` and
+/// returns how many were moved; the caller must send them in order. Returns
+/// 0 when nothing waits, for NULL arguments, and when the connection does
+/// not use buffers. `buf` is borrowed during the call only.
+#[no_mangle]
+pub extern "C" fn pggss_conn_take_output(conn: *mut pggss_conn, buf: *mut u8, len: usize) -> usize {
+    panic_boundary!(0, {
+        let conn = try_mut!(conn, 0);
+        if buf.is_null() || len == 0 {
+            return 0;
+        }
+        let Some(buffers) = conn.connection.buffers() else {
+            return 0;
+        };
+        // SAFETY: the caller promises `buf` is valid for `len` bytes.
+        buffers.take_output(unsafe { std::slice::from_raw_parts_mut(buf, len) })
+    })
+}
+
+/// Returns the number of bytes waiting to be taken with
+/// `pggss_conn_take_output`; 0 for NULL or without buffers.
+#[no_mangle]
+pub extern "C" fn pggss_conn_output_pending(conn: *mut pggss_conn) -> usize {
+    panic_boundary!(0, {
+        let conn = try_mut!(conn, 0);
+        conn.connection.buffers().map_or(0, |buffers| buffers.outbound_len())
+    })
+}
+
+/// Returns the minimum number of bytes the connection needs from the
+/// network to make progress, beyond those already fed or received: 1 while
+/// waiting for the response to GSSENCRequest, then the rest of the current
+/// packet. Returns 0 when no read is needed (decrypted bytes are buffered,
+/// or negotiation has not started or fell back to plaintext) and for NULL.
+#[no_mangle]
+pub extern "C" fn pggss_conn_wanted(conn: *mut pggss_conn) -> usize {
+    panic_boundary!(0, {
+        let conn = try_mut!(conn, 0);
+        conn.connection.wanted()
+    })
+}
+
 /// The caller's userdata pointer, moved into the callback closures.
 #[derive(Clone, Copy)]
 struct UserData(*mut c_void);
@@ -265,20 +370,29 @@ fn callback_result(count: libc::ssize_t, err: c_int) -> io::Result<usize> {
 pub extern "C" fn pggss_conn_connect_poll(conn: *mut pggss_conn) -> c_int {
     panic_boundary!(pggss_polling_status::Failed as c_int, {
         let conn = try_mut!(conn, pggss_polling_status::Failed as c_int);
-        let polling = conn.connection.connect_poll();
-        conn.last_result = match polling {
-            Polling::Failed => conn.connection.last_error().map_or(pggss_result::InvalidState, |err| err.kind().into()),
-            _ => pggss_result::Ok,
-        };
-        conn.refresh_message();
-        let status = match polling {
-            Polling::Failed => pggss_polling_status::Failed,
-            Polling::Reading => pggss_polling_status::Reading,
-            Polling::Writing => pggss_polling_status::Writing,
-            Polling::Ok => pggss_polling_status::Ok,
-        };
-        status as c_int
+        if conn.connection.is_acceptor() {
+            let err = Error::invalid_state("this is an acceptor: drive it with pggss_conn_accept_poll");
+            let _ = conn.finish::<()>(Err(err));
+            return pggss_polling_status::Failed as c_int;
+        }
+        poll(conn)
     })
+}
+
+pub(super) fn poll(conn: &mut pggss_conn) -> c_int {
+    let polling = conn.connection.connect_poll();
+    conn.last_result = match polling {
+        Polling::Failed => conn.connection.last_error().map_or(pggss_result::InvalidState, |err| err.kind().into()),
+        _ => pggss_result::Ok,
+    };
+    conn.refresh_message();
+    let status = match polling {
+        Polling::Failed => pggss_polling_status::Failed,
+        Polling::Reading => pggss_polling_status::Reading,
+        Polling::Writing => pggss_polling_status::Writing,
+        Polling::Ok => pggss_polling_status::Ok,
+    };
+    status as c_int
 }
 
 /// Reads up to `len` bytes of plaintext into `buf`, with recv(2)
@@ -343,7 +457,7 @@ pub extern "C" fn pggss_conn_write(conn: *mut pggss_conn, buf: *const c_void, le
     })
 }
 
-fn transfer_result(conn: &mut pggss_conn, result: Result<usize, Error>) -> libc::ssize_t {
+pub(super) fn transfer_result(conn: &mut pggss_conn, result: Result<usize, Error>) -> libc::ssize_t {
     match conn.finish(result) {
         Ok(count) => count as libc::ssize_t,
         Err(err) => fail_with_errno(errno_for(&err)),
@@ -378,6 +492,8 @@ pub extern "C" fn pggss_conn_outcome(conn: *const pggss_conn) -> pggss_outcome {
             Outcome::NoCredentials => pggss_outcome::NoCredentials,
             Outcome::Disabled => pggss_outcome::Disabled,
             Outcome::Failed => pggss_outcome::Failed,
+            Outcome::NotRequested => pggss_outcome::NotRequested,
+            Outcome::Declined => pggss_outcome::Declined,
         }
     })
 }
@@ -407,7 +523,8 @@ pub extern "C" fn pggss_conn_gss_context(conn: *const pggss_conn) -> *mut c_void
 
 /// Writes the client principal of an encrypted connection (such as
 /// "alice@EXAMPLE.COM") into `buf` as a NUL-terminated string and its
-/// length, without the NUL, into `*len_out`.
+/// length, without the NUL, into `*len_out`. For an initiator this is its
+/// own principal; for an acceptor, the authenticated client's.
 ///
 /// Returns PGGSS_RESULT_OK; PGGSS_RESULT_BUFFER_TOO_SMALL when `len` is not
 /// larger than the principal's length (then `*len_out` still receives the
@@ -496,14 +613,14 @@ pub extern "C" fn pggss_conn_last_result(conn: *const pggss_conn) -> pggss_resul
     })
 }
 
-fn result_code<T>(result: Result<T, Error>) -> pggss_result {
+pub(super) fn result_code<T>(result: Result<T, Error>) -> pggss_result {
     match result {
         Ok(_) => pggss_result::Ok,
         Err(err) => err.kind().into(),
     }
 }
 
-fn invalid_utf8(conn: &mut pggss_conn, what: &str) -> pggss_result {
+pub(super) fn invalid_utf8(conn: &mut pggss_conn, what: &str) -> pggss_result {
     let err = Error::new(ErrorKind::InvalidParameter, format!("{what} is not valid UTF-8"));
     result_code(conn.finish::<()>(Err(err)))
 }

@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod boundary;
+mod acceptor;
 mod conn;
 mod result;
 

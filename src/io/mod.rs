@@ -2,9 +2,11 @@
 //! `recv(2)`/`send(2)` semantics. The transport belongs to the caller; the
 //! adapters never close or reconfigure it.
 
+mod buffer;
 mod callback;
 mod fd;
 
+pub use buffer::{BufferTransport, MAX_QUEUED_OUTPUT};
 pub use callback::CallbackTransport;
 pub use fd::FdTransport;
 
@@ -18,4 +20,9 @@ use std::io;
 pub trait Transport: Send {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     fn send(&mut self, buf: &[u8]) -> io::Result<usize>;
+
+    /// The in-memory queues, when this transport is a [`BufferTransport`].
+    fn as_buffers(&mut self) -> Option<&mut BufferTransport> {
+        None
+    }
 }
