@@ -12,7 +12,15 @@ CARGO ?= cargo
 FIXTURE := tests/fixture/pgkrb
 RELEASE_LIB := target/release/libpggssenc.so
 
-.PHONY: all deps build header demo test test-rust test-c clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+ABI_VERSION := $(firstword $(subst ., ,$(VERSION)))
+LIBDIR := $(DESTDIR)$(PREFIX)/lib
+INCLUDEDIR := $(DESTDIR)$(PREFIX)/include
+PKGCONFIGDIR := $(LIBDIR)/pkgconfig
+
+.PHONY: all deps build header demo test test-rust test-c install uninstall clean
 
 all: build
 
@@ -41,6 +49,24 @@ test-rust:
 
 test-c:
 	$(FIXTURE) run -- ctests/run-all
+
+# Installs the shared library as libpggssenc.so.VERSION with the soname
+# link libpggssenc.so.ABI and the development link libpggssenc.so, the
+# static library, the header and pggssenc.pc.
+install:
+	@test -f $(RELEASE_LIB) || { echo "make install: $(RELEASE_LIB) is missing; run make build first" >&2; exit 1; }
+	install -d $(LIBDIR) $(INCLUDEDIR) $(PKGCONFIGDIR)
+	install -m 755 $(RELEASE_LIB) $(LIBDIR)/libpggssenc.so.$(VERSION)
+	ln -sf libpggssenc.so.$(VERSION) $(LIBDIR)/libpggssenc.so.$(ABI_VERSION)
+	ln -sf libpggssenc.so.$(ABI_VERSION) $(LIBDIR)/libpggssenc.so
+	install -m 644 target/release/libpggssenc.a $(LIBDIR)/libpggssenc.a
+	install -m 644 include/pggssenc.h $(INCLUDEDIR)/pggssenc.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' pggssenc.pc.in > $(PKGCONFIGDIR)/pggssenc.pc
+
+uninstall:
+	rm -f $(LIBDIR)/libpggssenc.so.$(VERSION) $(LIBDIR)/libpggssenc.so.$(ABI_VERSION) \
+	      $(LIBDIR)/libpggssenc.so $(LIBDIR)/libpggssenc.a \
+	      $(INCLUDEDIR)/pggssenc.h $(PKGCONFIGDIR)/pggssenc.pc
 
 clean:
 	$(CARGO) clean

@@ -9,6 +9,10 @@ fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
 
+    // The soname carries the ABI major version, so that programs linked
+    // against libpggssenc.so.0 keep loading any 0.x.y build.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libpggssenc.so.{}", abi_version());
+
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=src");
 
@@ -20,4 +24,11 @@ fn main() {
         .generate()
         .expect("cbindgen failed to generate the C header");
     bindings.write_to_file(out_dir.join("pggssenc.h"));
+}
+
+/// The ABI version in the soname: the crate's major version. The C ABI only
+/// grows within one major version; removing or changing a function needs a
+/// new major version.
+fn abi_version() -> String {
+    env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR is set by cargo")
 }
