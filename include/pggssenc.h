@@ -233,9 +233,14 @@ typedef enum {
 } pggss_polling_status;
 
 /**
- * A client connection: parameters, the negotiation state, the packet layer
- * and a transport (a socket or callbacks) that the caller owns. Create it
- * with `pggss_conn_new` and release it with `pggss_conn_free`.
+ * A connection in the client role (`pggss_conn_new`) or the acceptor role
+ * (`pggss_acceptor_new`): parameters, the negotiation state, the packet
+ * layer and a transport (a socket, callbacks or buffers) that the caller
+ * owns. Release it with `pggss_conn_free`.
+ *
+ * Thread safety: a connection may move between threads, but calls on one
+ * connection must not overlap; the caller serialises them. Distinct
+ * connections share no mutable state and may be used in parallel.
  */
 typedef struct pggss_conn pggss_conn;
 

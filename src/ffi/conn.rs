@@ -1,7 +1,5 @@
-//! C functions on a client connection, `pggss_conn`.
-//!
-//! Thread safety: a `pggss_conn` may move between threads but must not be
-//! used by two threads at once; distinct connections are independent.
+//! C functions on a connection, `pggss_conn`, shared by both roles, and the
+//! client-role functions.
 
 use super::result::{pggss_result, write_c_string};
 use crate::conn::{Connection, Outcome, Polling};
@@ -11,9 +9,14 @@ use crate::io::{BufferTransport, CallbackTransport, FdTransport};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 
-/// A client connection: parameters, the negotiation state, the packet layer
-/// and a transport (a socket or callbacks) that the caller owns. Create it
-/// with `pggss_conn_new` and release it with `pggss_conn_free`.
+/// A connection in the client role (`pggss_conn_new`) or the acceptor role
+/// (`pggss_acceptor_new`): parameters, the negotiation state, the packet
+/// layer and a transport (a socket, callbacks or buffers) that the caller
+/// owns. Release it with `pggss_conn_free`.
+///
+/// Thread safety: a connection may move between threads, but calls on one
+/// connection must not overlap; the caller serialises them. Distinct
+/// connections share no mutable state and may be used in parallel.
 pub struct pggss_conn {
     pub(super) connection: Connection,
     /// The text returned by `pggss_conn_error_message`, refreshed after
