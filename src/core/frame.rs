@@ -34,11 +34,15 @@ pub fn encode_packet(token: &[u8], out: &mut Vec<u8>) {
 /// [`FrameDecoder::spare`]; [`FrameDecoder::next_packet`] returns the range of
 /// the next complete token. The length word is checked against the limit as
 /// soon as its 4 bytes are present, before any buffer grows for the token.
+///
+/// The buffer keeps its size between reads: `start..end` holds received
+/// bytes not yet returned, and the space after `end` is reused, so a stream
+/// of packets costs no allocation per packet.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buffer: Vec<u8>,
     start: usize,
-    spare_start: usize,
+    end: usize,
     max_packet_size: usize,
     phase: &'static str,
 }
@@ -47,12 +51,12 @@ impl FrameDecoder {
     /// Creates a decoder for packets of at most `max_packet_size` bytes,
     /// length word included. `phase` names the phase in error messages.
     pub fn new(max_packet_size: usize, phase: &'static str) -> Self {
-        FrameDecoder { buffer: Vec::new(), start: 0, spare_start: 0, max_packet_size, phase }
+        FrameDecoder { buffer: Vec::new(), start: 0, end: 0, max_packet_size, phase }
     }
 
     /// Number of received bytes not yet returned as packets.
     pub fn buffered(&self) -> usize {
-        self.buffer.len() - self.start
+        self.end - self.start
     }
 
     pub fn max_packet_size(&self) -> usize {
@@ -67,26 +71,25 @@ impl FrameDecoder {
     }
 
     pub fn push(&mut self, data: &[u8]) {
-        self.compact();
-        self.buffer.extend_from_slice(data);
+        let space = self.spare(data.len());
+        space[..data.len()].copy_from_slice(data);
+        self.commit(data.len());
     }
 
-    /// Returns writable space of at least `min` bytes at the end of the
-    /// buffer; call [`FrameDecoder::commit`] with the number of bytes written.
+    /// Returns writable space of at least `min` bytes after the buffered
+    /// bytes; call [`FrameDecoder::commit`] with the number of bytes written.
     pub fn spare(&mut self, min: usize) -> &mut [u8] {
         self.compact();
-        self.spare_start = self.buffer.len();
-        self.buffer.resize(self.spare_start + min, 0);
-        &mut self.buffer[self.spare_start..]
+        if self.buffer.len() < self.end + min {
+            self.buffer.resize(self.end + min, 0);
+        }
+        &mut self.buffer[self.end..]
     }
 
-    /// Keeps `written` bytes of the space returned by the last `spare` call
-    /// and drops the rest of it.
+    /// Keeps `written` bytes of the space returned by the last `spare` call.
     pub fn commit(&mut self, written: usize) {
-        let end = self.spare_start + written;
-        assert!(end <= self.buffer.len(), "commit beyond the space returned by spare");
-        self.buffer.truncate(end);
-        self.spare_start = end;
+        assert!(self.end + written <= self.buffer.len(), "commit beyond the space returned by spare");
+        self.end += written;
     }
 
     /// Number of bytes still missing for the next packet: the rest of the
@@ -120,19 +123,12 @@ impl FrameDecoder {
         &self.buffer[range]
     }
 
-    /// Removes and returns every buffered byte that is not part of a packet
-    /// already returned.
-    pub fn take_remaining(&mut self) -> Vec<u8> {
-        let rest = self.buffer[self.start..].to_vec();
-        self.clear();
-        rest
-    }
-
     /// Zeroes and drops the buffer.
     pub fn clear(&mut self) {
         zero(&mut self.buffer);
-        self.buffer.clear();
+        self.buffer = Vec::new();
         self.start = 0;
+        self.end = 0;
     }
 
     fn token_length(&self) -> Result<usize, Error> {
@@ -154,25 +150,17 @@ impl FrameDecoder {
         Ok(length)
     }
 
-    /// Moves unread bytes to the front once packets already returned take up
-    /// more than half the buffer, so the buffer stays near one packet's size.
+    /// Moves unread bytes to the front of the buffer, zeroing the bytes of
+    /// packets already returned.
     fn compact(&mut self) {
         if self.start == 0 {
             return;
         }
-        if self.start == self.buffer.len() {
-            zero(&mut self.buffer);
-            self.buffer.clear();
-            self.start = 0;
-            return;
-        }
-        if self.start >= self.buffer.len() / 2 {
-            let remaining = self.buffer.len() - self.start;
-            self.buffer.copy_within(self.start.., 0);
-            zero(&mut self.buffer[remaining..]);
-            self.buffer.truncate(remaining);
-            self.start = 0;
-        }
+        let remaining = self.end - self.start;
+        self.buffer.copy_within(self.start..self.end, 0);
+        zero(&mut self.buffer[remaining..self.end]);
+        self.start = 0;
+        self.end = remaining;
     }
 }
 
