@@ -3,6 +3,9 @@
 #   make demo    install what is missing, build, run the example client
 #                against a throwaway KDC and PostgreSQL server
 #   make test    install what is missing, build, run every test suite
+#   make bench   benchmarks against libpq (docs/BENCHMARKS.md)
+#   make soak    long-running cycle and thread tests
+#   make fuzz    longer fuzzing runs (FUZZ_SECONDS per target)
 #   make header  refresh include/pggssenc.h from the Rust sources
 #
 # Every target that needs system packages runs scripts/ensure-deps first;
@@ -20,7 +23,8 @@ LIBDIR := $(DESTDIR)$(PREFIX)/lib
 INCLUDEDIR := $(DESTDIR)$(PREFIX)/include
 PKGCONFIGDIR := $(LIBDIR)/pkgconfig
 
-.PHONY: all deps build header demo test test-rust test-c install uninstall clean
+.PHONY: all deps build header demo test test-rust test-c test-python test-go test-proxy test-hostile \
+	test-sanitizers test-fuzz test-packaging bench soak fuzz install uninstall clean
 
 all: build
 
@@ -40,15 +44,59 @@ header: deps
 demo: build
 	$(FIXTURE) run -- examples/demo.sh
 
+FUZZ_SECONDS ?= 600
+
+# Each suite runs even when an earlier one failed, so one run shows every
+# failure; the target fails if any suite did.
+TEST_SUITES := test-rust test-c test-packaging test-python test-go test-proxy test-hostile \
+	test-sanitizers test-fuzz
+
 test: build
-	$(MAKE) test-rust
-	$(MAKE) test-c
+	@failed=""; \
+	for suite in $(TEST_SUITES); do \
+		echo "== $$suite"; \
+		$(MAKE) --no-print-directory $$suite || failed="$$failed $$suite"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: failed suites:$$failed" >&2; exit 1; fi; \
+	echo "make test: all suites passed"
 
 test-rust:
 	$(CARGO) test --release --locked
 
 test-c:
 	$(FIXTURE) run -- ctests/run-all
+
+test-packaging:
+	tests/packaging/run
+
+test-python:
+	python/run-tests
+
+test-go:
+	go/run-tests
+
+test-proxy:
+	$(MAKE) -C examples/proxy
+	$(FIXTURE) run -- tests/proxy/run
+
+test-hostile:
+	$(MAKE) -C tests/hostile
+	$(FIXTURE) run -- tests/hostile/run
+
+test-sanitizers:
+	tests/hostile/run-sanitizers
+
+test-fuzz:
+	fuzz/run-smoke
+
+bench: build
+	bench/run
+
+soak: build
+	$(FIXTURE) run -- tests/soak/run
+
+fuzz: deps
+	fuzz/run-long $(FUZZ_SECONDS)
 
 # Installs the shared library as libpggssenc.so.VERSION with the soname
 # link libpggssenc.so.ABI and the development link libpggssenc.so, the

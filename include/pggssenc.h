@@ -600,9 +600,11 @@ bool pggss_conn_credentials_delegated(const pggss_conn *conn);
 size_t pggss_conn_max_plaintext(const pggss_conn *conn);
 
 /**
- * Returns the number of decrypted bytes that `pggss_conn_read` returns
- * without reading the socket; 0 for NULL. A caller that waits for socket
- * readability must check this first.
+ * Returns nonzero when `pggss_conn_read` can make progress without reading
+ * the socket: the number of decrypted bytes buffered plus the received
+ * bytes that form complete packets not yet decrypted. 0 when a read needs
+ * the socket, and for NULL. A caller that waits for socket readability
+ * must check this first: several packets can arrive in one segment.
  */
 size_t pggss_conn_pending(const pggss_conn *conn);
 

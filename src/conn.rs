@@ -252,10 +252,11 @@ impl Connection {
         }
     }
 
-    /// Decrypted bytes that a read returns without touching the transport.
-    pub fn pending_plaintext(&self) -> usize {
+    /// Bytes a read can act on without touching the transport: decrypted
+    /// bytes, plus received bytes that form complete packets.
+    pub fn pending(&self) -> usize {
         match &self.state {
-            State::Encrypted(session) => session.pending_plaintext(),
+            State::Encrypted(session) => session.pending_plaintext() + session.pending_complete_packets(),
             _ => 0,
         }
     }
@@ -583,6 +584,12 @@ impl Connection {
             Err(err) if err.kind() != ErrorKind::WouldBlock => Err(self.record(err)),
             other => other,
         }
+    }
+
+    /// Makes `err` the connection's last error, for errors found outside
+    /// the connection (such as by the C ABI's argument checks).
+    pub fn record_error(&mut self, err: Error) {
+        self.last_error = Some(err);
     }
 
     fn record(&mut self, err: Error) -> Error {

@@ -76,6 +76,18 @@ impl<C: SecurityContext> Session<C> {
         self.decoder.buffered()
     }
 
+    /// Number of received bytes that form at least one complete packet not
+    /// yet decrypted (all buffered bytes in that case), or 0. A buffered
+    /// packet with an invalid length counts as 1 byte, because the next read
+    /// reports its error without touching the transport.
+    pub fn pending_complete_packets(&self) -> usize {
+        match self.decoder.missing() {
+            Ok(0) => self.decoder.buffered(),
+            Ok(_) => 0,
+            Err(_) => 1,
+        }
+    }
+
     /// Number of wrapped bytes queued and not yet sent.
     pub fn pending_send(&self) -> usize {
         self.send.len() - self.send_sent

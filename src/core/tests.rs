@@ -486,3 +486,24 @@ fn decoder_grows_only_after_length_check() {
     assert_eq!(decoder.missing().unwrap_err().kind(), ErrorKind::PacketTooLarge);
     assert_eq!(decoder.buffered(), 4);
 }
+
+#[test]
+fn complete_packets_count_as_pending() {
+    let mut session = established_session();
+    let mut stream = packet(&[1u8; 100], true);
+    let second = packet(&[2u8; 100], true);
+    stream.extend_from_slice(&second[..10]);
+    session.feed(&stream).unwrap();
+    assert_eq!(session.pending_complete_packets(), stream.len());
+
+    let mut out = [0u8; 100];
+    assert_eq!(session.decrypt(&mut out).unwrap(), 100);
+    assert_eq!(session.pending_plaintext(), 0);
+    assert_eq!(session.pending_complete_packets(), 0, "a partial packet needs the transport");
+
+    session.feed(&second[10..]).unwrap();
+    assert_eq!(session.pending_complete_packets(), second.len());
+    session.feed(&0x7fff_ffffu32.to_be_bytes()).unwrap();
+    assert_eq!(session.decrypt(&mut out).unwrap(), 100);
+    assert_eq!(session.pending_complete_packets(), 1, "an invalid length is reported without I/O");
+}

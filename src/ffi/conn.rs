@@ -30,11 +30,18 @@ impl pggss_conn {
         Box::new(pggss_conn { connection, message: CString::default(), last_result: pggss_result::Ok })
     }
 
+    /// Records the result of a call as the connection's last result and,
+    /// for an error other than would-block, as its last error message.
     pub(super) fn finish<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
         self.last_result = match &result {
             Ok(_) => pggss_result::Ok,
             Err(err) => err.kind().into(),
         };
+        if let Err(err) = &result {
+            if err.kind() != ErrorKind::WouldBlock {
+                self.connection.record_error(err.clone());
+            }
+        }
         self.refresh_message();
         result
     }
@@ -580,14 +587,16 @@ pub extern "C" fn pggss_conn_max_plaintext(conn: *const pggss_conn) -> usize {
     })
 }
 
-/// Returns the number of decrypted bytes that `pggss_conn_read` returns
-/// without reading the socket; 0 for NULL. A caller that waits for socket
-/// readability must check this first.
+/// Returns nonzero when `pggss_conn_read` can make progress without reading
+/// the socket: the number of decrypted bytes buffered plus the received
+/// bytes that form complete packets not yet decrypted. 0 when a read needs
+/// the socket, and for NULL. A caller that waits for socket readability
+/// must check this first: several packets can arrive in one segment.
 #[no_mangle]
 pub extern "C" fn pggss_conn_pending(conn: *const pggss_conn) -> usize {
     panic_boundary!(0, {
         let conn = try_ref!(conn, 0);
-        conn.connection.pending_plaintext()
+        conn.connection.pending()
     })
 }
 
