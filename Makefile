@@ -31,8 +31,12 @@ all: build
 deps:
 	@scripts/ensure-deps
 
+# The library's soname is libpggssenc.so.$(ABI_VERSION); cargo writes only
+# libpggssenc.so, so a link under the soname lets programs linked against
+# target/release load it.
 build: deps
 	$(CARGO) build --release --locked
+	ln -sf libpggssenc.so target/release/libpggssenc.so.$(ABI_VERSION)
 	$(MAKE) -C examples
 	$(MAKE) -C ctests
 

@@ -511,7 +511,10 @@ size_t pggss_conn_wanted(pggss_conn *conn);
  * Under gssencmode=prefer, a server that declines ('N'), missing
  * credentials and gssencmode=disable all end in _OK with the socket in
  * plaintext; under "require" they end in _FAILED. An 'E' answer always
- * fails: the socket is then unusable.
+ * fails: the socket is then unusable. So does any failure after the server
+ * answered 'G', under "prefer" too, because the server then expects GSSAPI
+ * tokens: as with libpq, the caller connects again, without GSS encryption
+ * if it so chooses.
  */
 int pggss_conn_connect_poll(pggss_conn *conn);
 

@@ -7,6 +7,8 @@ use std::io;
 /// The category of an error. The C ABI exposes each kind as a `pggss_result`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
+    /// A required pointer argument of a C function was NULL.
+    NullParameter,
     /// A parameter has an invalid value or a conninfo string is malformed.
     InvalidParameter,
     /// The call does not fit the connection's state.

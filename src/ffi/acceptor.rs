@@ -3,7 +3,7 @@
 //! `pggss_conn` too; reading, writing and the information functions are
 //! shared with the client role.
 
-use super::conn::{invalid_utf8, pggss_conn, poll, result_code};
+use super::conn::{invalid_utf8, null_argument, pggss_conn, poll, result_code};
 use super::result::{pggss_result, write_c_string};
 use crate::conn::{AcceptorSettings, Connection};
 use crate::core::StartupKind;
@@ -52,7 +52,7 @@ pub extern "C" fn pggss_acceptor_new(conn_out: *mut *mut pggss_conn) -> pggss_re
 pub extern "C" fn pggss_acceptor_set_keytab(conn: *mut pggss_conn, path: *const c_char) -> pggss_result {
     panic_boundary!(pggss_result::Panic, {
         let conn = try_mut!(conn, pggss_result::NullParameter);
-        let path = try_str!(path, pggss_result::NullParameter, invalid_utf8(conn, "keytab path"));
+        let path = try_str!(path, null_argument(conn, "path"), invalid_utf8(conn, "keytab path"));
         let path = path.to_string();
         let result = conn.connection.acceptor_settings_mut().map(|settings| settings.keytab = Some(path));
         result_code(conn.finish(result))
@@ -70,7 +70,7 @@ pub extern "C" fn pggss_acceptor_set_keytab(conn: *mut pggss_conn, path: *const 
 pub extern "C" fn pggss_acceptor_set_service(conn: *mut pggss_conn, service: *const c_char) -> pggss_result {
     panic_boundary!(pggss_result::Panic, {
         let conn = try_mut!(conn, pggss_result::NullParameter);
-        let service = try_str!(service, pggss_result::NullParameter, invalid_utf8(conn, "service name"));
+        let service = try_str!(service, null_argument(conn, "service"), invalid_utf8(conn, "service name"));
         let result = if service.split_once('@').is_some_and(|(name, host)| !name.is_empty() && !host.is_empty()) {
             let service = service.to_string();
             conn.connection.acceptor_settings_mut().map(|settings| settings.service = Some(service))
@@ -236,7 +236,7 @@ pub extern "C" fn pggss_conn_store_delegated_credentials(
 ) -> pggss_result {
     panic_boundary!(pggss_result::Panic, {
         let conn = try_mut!(conn, pggss_result::NullParameter);
-        let ccache = try_str!(ccache, pggss_result::NullParameter, invalid_utf8(conn, "credential cache name"));
+        let ccache = try_str!(ccache, null_argument(conn, "ccache"), invalid_utf8(conn, "credential cache name"));
         let result = conn.connection.store_delegated_credentials(ccache);
         result_code(conn.finish(result))
     })

@@ -161,8 +161,8 @@ pub extern "C" fn pggss_conn_set_param(
 ) -> pggss_result {
     panic_boundary!(pggss_result::Panic, {
         let conn = try_mut!(conn, pggss_result::NullParameter);
-        let key = try_str!(key, pggss_result::NullParameter, invalid_utf8(conn, "parameter name"));
-        let value = try_str!(value, pggss_result::NullParameter, invalid_utf8(conn, "parameter value"));
+        let key = try_str!(key, null_argument(conn, "key"), invalid_utf8(conn, "parameter name"));
+        let value = try_str!(value, null_argument(conn, "value"), invalid_utf8(conn, "parameter value"));
         let result = conn.connection.set_param(key, value);
         result_code(conn.finish(result))
     })
@@ -181,7 +181,7 @@ pub extern "C" fn pggss_conn_set_param(
 pub extern "C" fn pggss_conn_set_conninfo(conn: *mut pggss_conn, conninfo: *const c_char) -> pggss_result {
     panic_boundary!(pggss_result::Panic, {
         let conn = try_mut!(conn, pggss_result::NullParameter);
-        let conninfo = try_str!(conninfo, pggss_result::NullParameter, invalid_utf8(conn, "connection string"));
+        let conninfo = try_str!(conninfo, null_argument(conn, "conninfo"), invalid_utf8(conn, "connection string"));
         let result = conn.connection.set_conninfo(conninfo);
         result_code(conn.finish(result))
     })
@@ -225,8 +225,11 @@ pub extern "C" fn pggss_conn_set_callbacks(
 ) -> pggss_result {
     panic_boundary!(pggss_result::Panic, {
         let conn = try_mut!(conn, pggss_result::NullParameter);
-        let (Some(read), Some(write)) = (read, write) else {
-            return pggss_result::NullParameter;
+        let Some(read) = read else {
+            return null_argument(conn, "read");
+        };
+        let Some(write) = write else {
+            return null_argument(conn, "write");
         };
         let userdata = UserData(userdata);
         let transport = CallbackTransport::new(
@@ -278,7 +281,7 @@ pub extern "C" fn pggss_conn_feed(conn: *mut pggss_conn, data: *const u8, len: u
     panic_boundary!(pggss_result::Panic, {
         let conn = try_mut!(conn, pggss_result::NullParameter);
         if data.is_null() && len > 0 {
-            return pggss_result::NullParameter;
+            return null_argument(conn, "data");
         }
         let Some(buffers) = conn.connection.buffers() else {
             return pggss_result::InvalidState;
@@ -375,7 +378,10 @@ fn callback_result(count: libc::ssize_t, err: c_int) -> io::Result<usize> {
 /// Under gssencmode=prefer, a server that declines ('N'), missing
 /// credentials and gssencmode=disable all end in _OK with the socket in
 /// plaintext; under "require" they end in _FAILED. An 'E' answer always
-/// fails: the socket is then unusable.
+/// fails: the socket is then unusable. So does any failure after the server
+/// answered 'G', under "prefer" too, because the server then expects GSSAPI
+/// tokens: as with libpq, the caller connects again, without GSS encryption
+/// if it so chooses.
 #[no_mangle]
 pub extern "C" fn pggss_conn_connect_poll(conn: *mut pggss_conn) -> c_int {
     panic_boundary!(pggss_polling_status::Failed as c_int, {
@@ -630,6 +636,13 @@ pub(super) fn result_code<T>(result: Result<T, Error>) -> pggss_result {
         Ok(_) => pggss_result::Ok,
         Err(err) => err.kind().into(),
     }
+}
+
+/// Records a NULL argument of a call on `conn` as its last result and
+/// error, and returns PGGSS_RESULT_NULL_PARAMETER.
+pub(super) fn null_argument(conn: &mut pggss_conn, name: &str) -> pggss_result {
+    let err = Error::new(ErrorKind::NullParameter, format!("argument {name} is NULL"));
+    result_code(conn.finish::<()>(Err(err)))
 }
 
 pub(super) fn invalid_utf8(conn: &mut pggss_conn, what: &str) -> pggss_result {

@@ -60,6 +60,7 @@ pub enum pggss_result {
 impl From<ErrorKind> for pggss_result {
     fn from(kind: ErrorKind) -> Self {
         match kind {
+            ErrorKind::NullParameter => pggss_result::NullParameter,
             ErrorKind::InvalidParameter => pggss_result::InvalidParameter,
             ErrorKind::InvalidState => pggss_result::InvalidState,
             ErrorKind::BufferTooSmall => pggss_result::BufferTooSmall,
