@@ -5,18 +5,62 @@
 
 use super::Transport;
 use crate::core::frame::zero;
-use std::collections::VecDeque;
 use std::io;
 
 /// Queued outgoing bytes beyond which writes report would-block, so that a
 /// caller that does not drain the output gets backpressure.
 pub const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
 
+/// A byte queue: bytes are appended at the end and taken from `start` on.
+#[derive(Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        // Drop taken bytes before growing, so the queue stays near the size
+        // of what it holds.
+        if self.start > 0 && self.start >= self.bytes.len() / 2 {
+            let remaining = self.len();
+            self.bytes.copy_within(self.start.., 0);
+            zero(&mut self.bytes[remaining..]);
+            self.bytes.truncate(remaining);
+            self.start = 0;
+        }
+        self.bytes.extend_from_slice(data);
+    }
+
+    fn take(&mut self, out: &mut [u8]) -> usize {
+        let count = out.len().min(self.len());
+        let taken = &mut self.bytes[self.start..self.start + count];
+        out[..count].copy_from_slice(taken);
+        zero(taken);
+        self.start += count;
+        if self.start == self.bytes.len() {
+            self.bytes.clear();
+            self.start = 0;
+        }
+        count
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        zero(&mut self.bytes);
+    }
+}
+
 #[derive(Default)]
 pub struct BufferTransport {
-    inbound: VecDeque<u8>,
+    inbound: Queue,
     inbound_eof: bool,
-    outbound: VecDeque<u8>,
+    outbound: Queue,
 }
 
 impl BufferTransport {
@@ -26,7 +70,7 @@ impl BufferTransport {
 
     /// Adds bytes received from the network.
     pub fn feed(&mut self, data: &[u8]) {
-        self.inbound.extend(data);
+        self.inbound.push(data);
     }
 
     /// Records that the network stream ended; reads return 0 once the fed
@@ -47,24 +91,16 @@ impl BufferTransport {
 
     /// Moves up to `out.len()` bytes waiting to be sent into `out`.
     pub fn take_output(&mut self, out: &mut [u8]) -> usize {
-        let count = out.len().min(self.outbound.len());
-        for (slot, byte) in out.iter_mut().zip(self.outbound.drain(..count)) {
-            *slot = byte;
-        }
-        count
+        self.outbound.take(out)
     }
 }
 
 impl Transport for BufferTransport {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.inbound.is_empty() {
+        if self.inbound.len() == 0 {
             return if self.inbound_eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
         }
-        let count = buf.len().min(self.inbound.len());
-        for (slot, byte) in buf.iter_mut().zip(self.inbound.drain(..count)) {
-            *slot = byte;
-        }
-        Ok(count)
+        Ok(self.inbound.take(buf))
     }
 
     fn send(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -73,19 +109,11 @@ impl Transport for BufferTransport {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let count = room.min(buf.len());
-        self.outbound.extend(&buf[..count]);
+        self.outbound.push(&buf[..count]);
         Ok(count)
     }
 
     fn as_buffers(&mut self) -> Option<&mut BufferTransport> {
         Some(self)
-    }
-}
-
-impl Drop for BufferTransport {
-    fn drop(&mut self) {
-        let (first, second) = self.inbound.as_mut_slices();
-        zero(first);
-        zero(second);
     }
 }
