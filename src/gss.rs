@@ -10,6 +10,7 @@ use crate::core::{Granted, SecurityContext, Step};
 use crate::error::{Error, ErrorKind};
 use libgssapi_sys as sys;
 use std::ffi::{c_void, CString};
+use std::ops::Range;
 use std::ptr;
 use std::sync::Arc;
 
@@ -412,6 +413,10 @@ impl SecurityContext for ClientContext {
         unwrap(self.context, token, out)
     }
 
+    fn unwrap_in_place(&mut self, token: &mut [u8]) -> Result<Range<usize>, Error> {
+        unwrap_in_place(self.context, token)
+    }
+
     fn max_plaintext(&mut self, max_token_size: usize) -> Result<usize, Error> {
         wrap_size_limit(self.context, max_token_size)
     }
@@ -521,6 +526,10 @@ impl SecurityContext for ServerContext {
         unwrap(self.context, token, out)
     }
 
+    fn unwrap_in_place(&mut self, token: &mut [u8]) -> Result<Range<usize>, Error> {
+        unwrap_in_place(self.context, token)
+    }
+
     fn max_plaintext(&mut self, max_token_size: usize) -> Result<usize, Error> {
         wrap_size_limit(self.context, max_token_size)
     }
@@ -588,6 +597,10 @@ impl SecurityContext for GssContext {
 
     fn unwrap(&mut self, token: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         self.inner().unwrap(token, out)
+    }
+
+    fn unwrap_in_place(&mut self, token: &mut [u8]) -> Result<Range<usize>, Error> {
+        self.inner().unwrap_in_place(token)
     }
 
     fn max_plaintext(&mut self, max_token_size: usize) -> Result<usize, Error> {
@@ -664,6 +677,50 @@ pub(crate) fn unwrap(context: sys::gss_ctx_id_t, token: &[u8], out: &mut Vec<u8>
     out.extend_from_slice(unsafe { buffer_bytes(&output) });
     zero_and_release(&mut output);
     Ok(())
+}
+
+/// Unwraps `token` in place with gss_unwrap_iov and returns the range of
+/// `token` that holds the plaintext, with the same checks as [`unwrap`].
+/// This avoids the allocation and copy of gss_unwrap's output buffer.
+pub(crate) fn unwrap_in_place(context: sys::gss_ctx_id_t, token: &mut [u8]) -> Result<Range<usize>, Error> {
+    let mut minor = 0;
+    let mut conf_state = 0;
+    let mut qop = 0;
+    let mut iov = [
+        sys::gss_iov_buffer_desc {
+            type_: sys::GSS_IOV_BUFFER_TYPE_STREAM,
+            buffer: sys::gss_buffer_desc { length: token.len(), value: token.as_mut_ptr().cast() },
+        },
+        sys::gss_iov_buffer_desc { type_: sys::GSS_IOV_BUFFER_TYPE_DATA, buffer: empty_buffer() },
+    ];
+    let major = unsafe {
+        sys::gss_unwrap_iov(&mut minor, context, &mut conf_state, &mut qop, iov.as_mut_ptr(), iov.len() as i32)
+    };
+    if major != GSS_S_COMPLETE {
+        return Err(gss_error(ErrorKind::Gss, "gss_unwrap_iov", major, minor));
+    }
+    if conf_state == 0 {
+        return Err(Error::new(
+            ErrorKind::NoConfidentiality,
+            "received a GSSAPI packet without confidentiality (conf_state 0); its contents were discarded \
+             and the connection is closed",
+        ));
+    }
+
+    // With a STREAM buffer, the mechanism decrypts in place and points the
+    // DATA buffer into the token; anything else would be a mechanism bug.
+    let data = &iov[1].buffer;
+    let start = (data.value as usize).wrapping_sub(token.as_ptr() as usize);
+    if data.length > 0 && (data.value.is_null() || start > token.len() || data.length > token.len() - start) {
+        return Err(Error::new(
+            ErrorKind::Gss,
+            "gss_unwrap_iov returned plaintext outside the token it was given",
+        ));
+    }
+    if data.length == 0 {
+        return Ok(0..0);
+    }
+    Ok(start..start + data.length)
 }
 
 pub(crate) fn wrap_size_limit(context: sys::gss_ctx_id_t, max_token_size: usize) -> Result<usize, Error> {

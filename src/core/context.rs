@@ -3,6 +3,7 @@
 //! tests implement it with a transparent test mechanism.
 
 use crate::error::Error;
+use std::ops::Range;
 
 /// Services that the peer granted when the security context was established.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +37,21 @@ pub trait SecurityContext {
     /// nothing, when the token was not protected with confidentiality or does
     /// not verify.
     fn unwrap(&mut self, token: &[u8], out: &mut Vec<u8>) -> Result<(), Error>;
+
+    /// Unwraps `token` in place and returns the range of `token` that now
+    /// holds the plaintext. Fails, as [`SecurityContext::unwrap`] does, when
+    /// the token was not protected with confidentiality or does not verify;
+    /// the token's bytes are then unspecified.
+    fn unwrap_in_place(&mut self, token: &mut [u8]) -> Result<Range<usize>, Error> {
+        let mut plaintext = Vec::with_capacity(token.len());
+        let result = self.unwrap(token, &mut plaintext);
+        let length = plaintext.len();
+        if result.is_ok() {
+            token[..length].copy_from_slice(&plaintext);
+        }
+        crate::core::frame::zero_vec(&mut plaintext);
+        result.map(|()| 0..length)
+    }
 
     /// Returns the largest plaintext whose wrapped token fits in
     /// `max_token_size` bytes.

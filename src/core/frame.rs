@@ -123,6 +123,10 @@ impl FrameDecoder {
         &self.buffer[range]
     }
 
+    pub fn bytes_mut(&mut self, range: Range<usize>) -> &mut [u8] {
+        &mut self.buffer[range]
+    }
+
     /// Zeroes and drops the buffer.
     pub fn clear(&mut self) {
         zero(&mut self.buffer);

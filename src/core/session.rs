@@ -31,6 +31,9 @@ pub struct Session<C: SecurityContext> {
     send_sent: usize,
     unacknowledged: usize,
     failure: Option<Error>,
+    /// An error found after some plaintext was already delivered in the same
+    /// read; the next read returns it.
+    deferred: Option<Error>,
 }
 
 impl<C: SecurityContext> Session<C> {
@@ -54,6 +57,7 @@ impl<C: SecurityContext> Session<C> {
             send_sent: 0,
             unacknowledged: 0,
             failure: None,
+            deferred: None,
         })
     }
 
@@ -78,9 +82,13 @@ impl<C: SecurityContext> Session<C> {
 
     /// Number of received bytes that form at least one complete packet not
     /// yet decrypted (all buffered bytes in that case), or 0. A buffered
-    /// packet with an invalid length counts as 1 byte, because the next read
-    /// reports its error without touching the transport.
+    /// packet with an invalid length, or an error left for the next read,
+    /// counts as 1 byte, because the next read reports it without touching
+    /// the transport.
     pub fn pending_complete_packets(&self) -> usize {
+        if self.deferred.is_some() {
+            return 1;
+        }
         match self.decoder.missing() {
             Ok(0) => self.decoder.buffered(),
             Ok(_) => 0,
@@ -197,6 +205,9 @@ impl<C: SecurityContext> Session<C> {
     where
         F: FnMut(&mut [u8]) -> io::Result<usize>,
     {
+        if let Some(err) = self.deferred.take() {
+            return Err(err);
+        }
         self.check_usable()?;
         if out.is_empty() {
             return Ok(0);
@@ -206,8 +217,9 @@ impl<C: SecurityContext> Session<C> {
             if self.pending_plaintext() > 0 {
                 return Ok(self.copy_plaintext(out));
             }
-            if self.decrypt_next()? {
-                continue;
+            let delivered = self.decrypt_into(out)?;
+            if delivered > 0 {
+                return Ok(delivered);
             }
 
             let wanted = self.decoder.missing().map_err(|err| self.record(err))?;
@@ -261,6 +273,54 @@ impl<C: SecurityContext> Session<C> {
     /// Number of bytes still missing for the next packet.
     pub fn wanted(&self) -> Result<usize, Error> {
         self.decoder.missing()
+    }
+
+    /// Unwraps complete buffered packets in place and copies their plaintext
+    /// into `out`, as many as fit; the rest of a packet that does not fit is
+    /// kept for the next read. Returns the number of bytes delivered, 0 when
+    /// no complete packet is buffered.
+    fn decrypt_into(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let mut delivered = 0;
+        while delivered < out.len() {
+            let range = match self.decoder.next_packet() {
+                Ok(Some(range)) => range,
+                Ok(None) => break,
+                Err(err) => return self.fail_after(delivered, err),
+            };
+
+            let token = self.decoder.bytes_mut(range);
+            let plain = match self.context.unwrap_in_place(token) {
+                Ok(plain) => plain,
+                Err(err) => {
+                    zero(token);
+                    return self.fail_after(delivered, err);
+                }
+            };
+
+            let plaintext = &mut token[plain];
+            let count = plaintext.len().min(out.len() - delivered);
+            out[delivered..delivered + count].copy_from_slice(&plaintext[..count]);
+            delivered += count;
+            if count < plaintext.len() {
+                zero_vec(&mut self.plaintext);
+                self.plaintext.extend_from_slice(&plaintext[count..]);
+                self.plaintext_read = 0;
+            }
+            zero(plaintext);
+        }
+        Ok(delivered)
+    }
+
+    /// Ends the stream with `err`. When earlier packets of the same read were
+    /// already delivered, returns their byte count and leaves the error for
+    /// the next read, so that verified plaintext is not reported as failed.
+    fn fail_after(&mut self, delivered: usize, err: Error) -> Result<usize, Error> {
+        let err = self.record(err);
+        if delivered == 0 {
+            return Err(err);
+        }
+        self.deferred = Some(err);
+        Ok(delivered)
     }
 
     /// Unwraps the next complete buffered packet into the plaintext buffer.

@@ -507,3 +507,27 @@ fn complete_packets_count_as_pending() {
     assert_eq!(session.decrypt(&mut out).unwrap(), 100);
     assert_eq!(session.pending_complete_packets(), 1, "an invalid length is reported without I/O");
 }
+
+#[test]
+fn error_after_valid_packet_is_reported_next_read() {
+    let mut session = established_session();
+    let mut stream = packet(b"valid", true);
+    stream.extend(packet(b"leaked?", false));
+    let mut out = [0u8; 64];
+    let mut delivered = false;
+    let mut receive = |buf: &mut [u8]| {
+        if delivered {
+            return Ok(0);
+        }
+        delivered = true;
+        buf[..stream.len()].copy_from_slice(&stream);
+        Ok(stream.len())
+    };
+    assert_eq!(session.read_with(&mut out, &mut receive).unwrap(), 5);
+    assert_eq!(&out[..5], b"valid");
+    assert_eq!(&out[5..], &[0u8; 59], "nothing of the unprotected packet is copied");
+    let err = session.read_with(&mut out, &mut receive).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoConfidentiality);
+    let err = session.read_with(&mut out, &mut receive).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+}
