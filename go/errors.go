@@ -15,28 +15,29 @@ type Result uint32
 
 // Result codes, with the numbers of include/pggssenc.h.
 const (
-	ResultOK                  Result = C.PGGSS_RESULT_OK
-	ResultNullParameter       Result = C.PGGSS_RESULT_NULL_PARAMETER
-	ResultInvalidParameter    Result = C.PGGSS_RESULT_INVALID_PARAMETER
-	ResultPanic               Result = C.PGGSS_RESULT_PANIC
-	ResultInvalidState        Result = C.PGGSS_RESULT_INVALID_STATE
-	ResultBufferTooSmall      Result = C.PGGSS_RESULT_BUFFER_TOO_SMALL
-	ResultWouldBlock          Result = C.PGGSS_RESULT_WOULD_BLOCK
-	ResultIO                  Result = C.PGGSS_RESULT_IO
-	ResultServerDeclined      Result = C.PGGSS_RESULT_SERVER_DECLINED
-	ResultServerErrorResponse Result = C.PGGSS_RESULT_SERVER_ERROR_RESPONSE
-	ResultNoCredentials       Result = C.PGGSS_RESULT_NO_CREDENTIALS
-	ResultUnexpectedResponse  Result = C.PGGSS_RESULT_UNEXPECTED_RESPONSE
-	ResultUnexpectedEOF       Result = C.PGGSS_RESULT_UNEXPECTED_EOF
-	ResultPlaintextInjection  Result = C.PGGSS_RESULT_PLAINTEXT_INJECTION
-	ResultPacketTooLarge      Result = C.PGGSS_RESULT_PACKET_TOO_LARGE
-	ResultEmptyPacket         Result = C.PGGSS_RESULT_EMPTY_PACKET
-	ResultGSSFailure          Result = C.PGGSS_RESULT_GSS_FAILURE
-	ResultServicesNotGranted  Result = C.PGGSS_RESULT_SERVICES_NOT_GRANTED
-	ResultNoConfidentiality   Result = C.PGGSS_RESULT_NO_CONFIDENTIALITY
-	ResultRetryTooShort       Result = C.PGGSS_RESULT_RETRY_TOO_SHORT
-	ResultHostMissing         Result = C.PGGSS_RESULT_HOST_MISSING
-	ResultTooManyRounds       Result = C.PGGSS_RESULT_TOO_MANY_ROUNDS
+	ResultOK                   Result = C.PGGSS_RESULT_OK
+	ResultNullParameter        Result = C.PGGSS_RESULT_NULL_PARAMETER
+	ResultInvalidParameter     Result = C.PGGSS_RESULT_INVALID_PARAMETER
+	ResultPanic                Result = C.PGGSS_RESULT_PANIC
+	ResultInvalidState         Result = C.PGGSS_RESULT_INVALID_STATE
+	ResultBufferTooSmall       Result = C.PGGSS_RESULT_BUFFER_TOO_SMALL
+	ResultWouldBlock           Result = C.PGGSS_RESULT_WOULD_BLOCK
+	ResultIO                   Result = C.PGGSS_RESULT_IO
+	ResultServerDeclined       Result = C.PGGSS_RESULT_SERVER_DECLINED
+	ResultServerErrorResponse  Result = C.PGGSS_RESULT_SERVER_ERROR_RESPONSE
+	ResultNoCredentials        Result = C.PGGSS_RESULT_NO_CREDENTIALS
+	ResultUnexpectedResponse   Result = C.PGGSS_RESULT_UNEXPECTED_RESPONSE
+	ResultUnexpectedEOF        Result = C.PGGSS_RESULT_UNEXPECTED_EOF
+	ResultPlaintextInjection   Result = C.PGGSS_RESULT_PLAINTEXT_INJECTION
+	ResultPacketTooLarge       Result = C.PGGSS_RESULT_PACKET_TOO_LARGE
+	ResultEmptyPacket          Result = C.PGGSS_RESULT_EMPTY_PACKET
+	ResultGSSFailure           Result = C.PGGSS_RESULT_GSS_FAILURE
+	ResultServicesNotGranted   Result = C.PGGSS_RESULT_SERVICES_NOT_GRANTED
+	ResultNoConfidentiality    Result = C.PGGSS_RESULT_NO_CONFIDENTIALITY
+	ResultRetryTooShort        Result = C.PGGSS_RESULT_RETRY_TOO_SHORT
+	ResultHostMissing          Result = C.PGGSS_RESULT_HOST_MISSING
+	ResultTooManyRounds        Result = C.PGGSS_RESULT_TOO_MANY_ROUNDS
+	ResultInvalidStartupPacket Result = C.PGGSS_RESULT_INVALID_STARTUP_PACKET
 )
 
 // String returns the library's short description of the code, such as

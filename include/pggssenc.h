@@ -103,7 +103,7 @@ enum pggss_result
    */
   PGGSS_RESULT_UNEXPECTED_RESPONSE = 104,
   /**
-   * The server closed the connection in the middle of a packet or handshake.
+   * The peer closed the connection in the middle of a packet or handshake.
    */
   PGGSS_RESULT_UNEXPECTED_EOF = 105,
   /**
@@ -142,6 +142,10 @@ enum pggss_result
    * The handshake did not complete within the round limit.
    */
   PGGSS_RESULT_TOO_MANY_ROUNDS = 114,
+  /**
+   * Acceptor: the client's first packet is malformed or of an unknown kind.
+   */
+  PGGSS_RESULT_INVALID_STARTUP_PACKET = 115,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -330,7 +334,7 @@ pggss_result pggss_acceptor_set_decline(pggss_conn *conn, bool decline);
  * client's packet is available from `pggss_conn_startup_packet`).
  * Failures include bytes sent after the GSSENCRequest or between handshake
  * tokens (PGGSS_RESULT_PLAINTEXT_INJECTION), malformed startup packets
- * (PGGSS_RESULT_UNEXPECTED_RESPONSE), oversize tokens
+ * (PGGSS_RESULT_INVALID_STARTUP_PACKET), oversize tokens
  * (PGGSS_RESULT_PACKET_TOO_LARGE) and GSSAPI errors. pggssenc sets no
  * timeout: a caller that must bound a stalled handshake polls with its own.
  */

@@ -339,7 +339,7 @@ impl Connection {
                                 unreachable!("matched Accepting above");
                             };
                             let (context, decoder, _granted) = acceptance.into_established()?;
-                            let session = Session::new(context, decoder)?;
+                            let session = Session::new(context, decoder, "server")?;
                             self.state = State::Encrypted(Box::new(session));
                             self.outcome = Outcome::Encrypted;
                             return Ok(Polling::Ok);
@@ -380,7 +380,7 @@ impl Connection {
                                 unreachable!("matched Negotiating above");
                             };
                             let (context, decoder, _granted) = negotiation.into_established()?;
-                            let session = Session::new(context, decoder)?;
+                            let session = Session::new(context, decoder, "client")?;
                             self.state = State::Encrypted(Box::new(session));
                             self.outcome = Outcome::Encrypted;
                             return Ok(Polling::Ok);
@@ -457,7 +457,7 @@ impl Connection {
         }
         if after_decline {
             return Err(Error::new(
-                ErrorKind::UnexpectedResponse,
+                ErrorKind::InvalidStartupPacket,
                 "client sent GSSENCRequest again after it was declined",
             ));
         }

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     NoCredentials,
     /// The server sent something other than 'G', 'N' or 'E'.
     UnexpectedResponse,
+    /// A client's first packet is malformed or of an unknown kind.
+    InvalidStartupPacket,
     /// The peer closed the connection in the middle of a message or handshake.
     UnexpectedEof,
     /// Unencrypted bytes arrived where only encrypted ones may.
@@ -89,11 +91,9 @@ impl Error {
         Error::new(ErrorKind::InvalidState, message)
     }
 
-    pub(crate) fn unexpected_eof(during: &str) -> Self {
-        Error::new(
-            ErrorKind::UnexpectedEof,
-            format!("server closed the connection unexpectedly while {during}"),
-        )
+    /// `peer` is "server" or "client", the side that closed the connection.
+    pub(crate) fn unexpected_eof(peer: &str, during: &str) -> Self {
+        Error::new(ErrorKind::UnexpectedEof, format!("{peer} closed the connection unexpectedly while {during}"))
     }
 
     pub(crate) fn packet_too_large(length: u64, max: usize, phase: &str) -> Self {

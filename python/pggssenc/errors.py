@@ -34,6 +34,7 @@ class Result(enum.IntEnum):
     RETRY_TOO_SHORT = 112
     HOST_MISSING = 113
     TOO_MANY_ROUNDS = 114
+    INVALID_STARTUP_PACKET = 115
 
 
 class Outcome(enum.IntEnum):
@@ -152,6 +153,7 @@ _ERROR_CLASSES = {
     Result.EMPTY_PACKET: ProtocolError,
     Result.NO_CONFIDENTIALITY: ProtocolError,
     Result.TOO_MANY_ROUNDS: ProtocolError,
+    Result.INVALID_STARTUP_PACKET: ProtocolError,
 }
 
 

@@ -141,7 +141,7 @@ impl<C: SecurityContext> Negotiation<C> {
             _ => "negotiating GSSAPI encryption",
         };
         self.fail();
-        Error::unexpected_eof(during)
+        Error::unexpected_eof("server", during)
     }
 
     /// Ends an established negotiation, returning the context and a decoder

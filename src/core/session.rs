@@ -30,6 +30,8 @@ pub struct Session<C: SecurityContext> {
     send: Vec<u8>,
     send_sent: usize,
     unacknowledged: usize,
+    /// The other side, "server" or "client", as error messages name it.
+    peer: &'static str,
     failure: Option<Error>,
     /// An error found after some plaintext was already delivered in the same
     /// read; the next read returns it.
@@ -37,9 +39,10 @@ pub struct Session<C: SecurityContext> {
 }
 
 impl<C: SecurityContext> Session<C> {
-    /// Starts the packet layer on an established context. `decoder` holds any
-    /// bytes received after the last handshake token.
-    pub fn new(mut context: C, decoder: FrameDecoder) -> Result<Self, Error> {
+    /// Starts the packet layer on an established context. `decoder` contains
+    /// any bytes received after the last handshake token; `peer` names the
+    /// other side ("server" or "client") in error messages.
+    pub fn new(mut context: C, decoder: FrameDecoder, peer: &'static str) -> Result<Self, Error> {
         let max_plaintext = context.max_plaintext(MAX_PACKET_SIZE - LENGTH_WORD_SIZE)?;
         if max_plaintext == 0 {
             return Err(Error::new(
@@ -56,6 +59,7 @@ impl<C: SecurityContext> Session<C> {
             send: Vec::new(),
             send_sent: 0,
             unacknowledged: 0,
+            peer,
             failure: None,
             deferred: None,
         })
@@ -230,6 +234,7 @@ impl<C: SecurityContext> Session<C> {
                     self.decoder.commit(0);
                     if self.decoder.buffered() > 0 {
                         return Err(self.record(Error::unexpected_eof(
+                            self.peer,
                             "receiving a GSSAPI-encrypted packet (the packet is truncated)",
                         )));
                     }

@@ -45,7 +45,7 @@ pub fn parse_startup(bytes: &[u8]) -> Result<Option<(StartupKind, usize)>, Error
     let length = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     if !(8..=MAX_STARTUP_PACKET_SIZE).contains(&length) {
         return Err(Error::new(
-            ErrorKind::UnexpectedResponse,
+            ErrorKind::InvalidStartupPacket,
             format!("invalid startup packet length {length}; expected 8 to {MAX_STARTUP_PACKET_SIZE} bytes"),
         ));
     }
@@ -61,7 +61,7 @@ pub fn parse_startup(bytes: &[u8]) -> Result<Option<(StartupKind, usize)>, Error
         _ if code >> 16 == 3 => (StartupKind::StartupMessage, None),
         _ => {
             return Err(Error::new(
-                ErrorKind::UnexpectedResponse,
+                ErrorKind::InvalidStartupPacket,
                 format!(
                     "unsupported startup packet code {code} (protocol {}.{}); expected protocol 3.x, \
                      GSSENCRequest, SSLRequest or CancelRequest",
@@ -74,7 +74,7 @@ pub fn parse_startup(bytes: &[u8]) -> Result<Option<(StartupKind, usize)>, Error
     if let Some(expected) = expected_length {
         if length != expected {
             return Err(Error::new(
-                ErrorKind::UnexpectedResponse,
+                ErrorKind::InvalidStartupPacket,
                 format!("invalid {} length {length}; expected {expected}", kind.name()),
             ));
         }

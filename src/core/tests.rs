@@ -37,7 +37,7 @@ fn established_session() -> Session<TestContext> {
     let mut negotiation = accepted(1);
     negotiation.receive(&framed(&server_token(1))).unwrap();
     let (context, decoder, _) = negotiation.into_established().unwrap();
-    Session::new(context, decoder).unwrap()
+    Session::new(context, decoder, "server").unwrap()
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn bytes_after_last_token_go_to_session() {
     bytes.extend(packet(b"hello", true));
     negotiation.receive(&bytes).unwrap();
     let (context, decoder, _) = negotiation.into_established().unwrap();
-    let mut session = Session::new(context, decoder).unwrap();
+    let mut session = Session::new(context, decoder, "server").unwrap();
     let mut out = [0u8; 16];
     let n = session.decrypt(&mut out).unwrap();
     assert_eq!(&out[..n], b"hello");

@@ -112,7 +112,7 @@ pub extern "C" fn pggss_acceptor_set_decline(conn: *mut pggss_conn, decline: boo
 /// client's packet is available from `pggss_conn_startup_packet`).
 /// Failures include bytes sent after the GSSENCRequest or between handshake
 /// tokens (PGGSS_RESULT_PLAINTEXT_INJECTION), malformed startup packets
-/// (PGGSS_RESULT_UNEXPECTED_RESPONSE), oversize tokens
+/// (PGGSS_RESULT_INVALID_STARTUP_PACKET), oversize tokens
 /// (PGGSS_RESULT_PACKET_TOO_LARGE) and GSSAPI errors. pggssenc sets no
 /// timeout: a caller that must bound a stalled handshake polls with its own.
 #[no_mangle]

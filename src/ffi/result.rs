@@ -35,7 +35,7 @@ pub enum pggss_result {
     NoCredentials = 103,
     /// The server's response to GSSENCRequest was not 'G', 'N' or 'E'.
     UnexpectedResponse = 104,
-    /// The server closed the connection in the middle of a packet or handshake.
+    /// The peer closed the connection in the middle of a packet or handshake.
     UnexpectedEof = 105,
     /// Unencrypted bytes arrived where only encrypted ones may; they were discarded.
     PlaintextInjection = 106,
@@ -55,6 +55,8 @@ pub enum pggss_result {
     HostMissing = 113,
     /// The handshake did not complete within the round limit.
     TooManyRounds = 114,
+    /// Acceptor: the client's first packet is malformed or of an unknown kind.
+    InvalidStartupPacket = 115,
 }
 
 impl From<ErrorKind> for pggss_result {
@@ -80,6 +82,7 @@ impl From<ErrorKind> for pggss_result {
             ErrorKind::RetryTooShort => pggss_result::RetryTooShort,
             ErrorKind::HostMissing => pggss_result::HostMissing,
             ErrorKind::TooManyRounds => pggss_result::TooManyRounds,
+            ErrorKind::InvalidStartupPacket => pggss_result::InvalidStartupPacket,
         }
     }
 }
@@ -99,7 +102,7 @@ impl pggss_result {
             pggss_result::ServerErrorResponse => "server answered GSSENCRequest with an error",
             pggss_result::NoCredentials => "no usable Kerberos credentials",
             pggss_result::UnexpectedResponse => "invalid response to GSSENCRequest",
-            pggss_result::UnexpectedEof => "server closed the connection unexpectedly",
+            pggss_result::UnexpectedEof => "peer closed the connection unexpectedly",
             pggss_result::PlaintextInjection => "unencrypted data where only encrypted data is allowed",
             pggss_result::PacketTooLarge => "GSSAPI packet too large",
             pggss_result::EmptyPacket => "GSSAPI packet of length 0",
@@ -109,16 +112,17 @@ impl pggss_result {
             pggss_result::RetryTooShort => "write retried with less data than was already encrypted",
             pggss_result::HostMissing => "host is not set",
             pggss_result::TooManyRounds => "GSSAPI handshake did not complete within the round limit",
+            pggss_result::InvalidStartupPacket => "invalid startup packet",
         }
     }
 
     fn from_number(number: u32) -> Option<pggss_result> {
         use pggss_result::*;
-        const ALL: [pggss_result; 22] = [
+        const ALL: [pggss_result; 23] = [
             Ok, NullParameter, InvalidParameter, Panic, InvalidState, BufferTooSmall, WouldBlock, Io,
             ServerDeclined, ServerErrorResponse, NoCredentials, UnexpectedResponse, UnexpectedEof,
             PlaintextInjection, PacketTooLarge, EmptyPacket, GssFailure, ServicesNotGranted,
-            NoConfidentiality, RetryTooShort, HostMissing, TooManyRounds,
+            NoConfidentiality, RetryTooShort, HostMissing, TooManyRounds, InvalidStartupPacket,
         ];
         ALL.into_iter().find(|code| *code as u32 == number)
     }
