@@ -93,7 +93,7 @@ test-sanitizers:
 test-fuzz:
 	fuzz/run-smoke
 
-bench: build
+bench: deps
 	bench/run
 
 soak: build

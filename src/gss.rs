@@ -295,7 +295,9 @@ pub struct ClientOptions {
 /// integrity, plus delegation on request.
 pub struct ClientContext {
     context: sys::gss_ctx_id_t,
-    credential: Arc<Credential>,
+    /// Released once the context is established, as libpq does: the
+    /// context no longer needs it, and it holds keytab and cache buffers.
+    credential: Option<Arc<Credential>>,
     target: Name,
     request_flags: u32,
     returned_flags: u32,
@@ -313,7 +315,7 @@ impl ClientContext {
         if options.delegate {
             request_flags |= GSS_C_DELEG_FLAG;
         }
-        ClientContext { context: ptr::null_mut(), credential, target, request_flags, returned_flags: 0 }
+        ClientContext { context: ptr::null_mut(), credential: Some(credential), target, request_flags, returned_flags: 0 }
     }
 
     /// The raw gss_ctx_id_t, for callers that need GSSAPI calls of their own
@@ -368,7 +370,7 @@ impl SecurityContext for ClientContext {
         let major = unsafe {
             sys::gss_init_sec_context(
                 &mut minor,
-                self.credential.0,
+                self.credential.as_ref().map_or(ptr::null_mut(), |credential| credential.0),
                 &mut self.context,
                 self.target.0,
                 ptr::null_mut(),
@@ -396,6 +398,7 @@ impl SecurityContext for ClientContext {
         }
 
         self.returned_flags = returned_flags;
+        self.credential = None;
         let granted = Granted {
             mutual_authentication: returned_flags & GSS_C_MUTUAL_FLAG != 0,
             confidentiality: returned_flags & GSS_C_CONF_FLAG != 0,
@@ -638,6 +641,7 @@ pub(crate) fn wrap(context: sys::gss_ctx_id_t, plaintext: &[u8], out: &mut Vec<u
         return Err(gss_error(ErrorKind::Gss, "gss_wrap", major, minor));
     }
     if conf_state == 0 {
+        // Without confidentiality the token carries the plaintext itself.
         zero_and_release(&mut output);
         return Err(Error::new(
             ErrorKind::NoConfidentiality,
@@ -645,7 +649,7 @@ pub(crate) fn wrap(context: sys::gss_ctx_id_t, plaintext: &[u8], out: &mut Vec<u
         ));
     }
     out.extend_from_slice(unsafe { buffer_bytes(&output) });
-    zero_and_release(&mut output);
+    release_buffer(&mut output);
     Ok(())
 }
 

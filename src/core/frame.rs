@@ -154,17 +154,27 @@ impl FrameDecoder {
         Ok(length)
     }
 
-    /// Moves unread bytes to the front of the buffer, zeroing the bytes of
-    /// packets already returned.
+    /// Moves unread bytes to the front of the buffer. The bytes left behind
+    /// are ciphertext: plaintext decrypted in place is zeroed by the session
+    /// as soon as it is delivered.
     fn compact(&mut self) {
         if self.start == 0 {
             return;
         }
         let remaining = self.end - self.start;
         self.buffer.copy_within(self.start..self.end, 0);
-        zero(&mut self.buffer[remaining..self.end]);
         self.start = 0;
         self.end = remaining;
+    }
+
+    /// Frees the buffer when it holds no unread byte, so that an idle
+    /// connection keeps no receive buffer.
+    pub fn release_if_empty(&mut self) {
+        if self.start == self.end && !self.buffer.is_empty() {
+            self.buffer = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
     }
 }
 
@@ -175,13 +185,14 @@ impl Drop for FrameDecoder {
 }
 
 /// Overwrites `bytes` with zeros in a way the optimizer keeps, so that
-/// plaintext and tokens do not linger in freed memory.
+/// plaintext does not linger in freed memory. explicit_bzero (glibc 2.25
+/// and later) runs at memset speed and is never elided as a dead store.
 pub fn zero(bytes: &mut [u8]) {
-    for byte in bytes.iter_mut() {
-        // SAFETY: `byte` is a valid, aligned, exclusive reference.
-        unsafe { std::ptr::write_volatile(byte, 0) };
+    if bytes.is_empty() {
+        return;
     }
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: `bytes` is valid for writes of `bytes.len()` bytes.
+    unsafe { libc::explicit_bzero(bytes.as_mut_ptr().cast(), bytes.len()) };
 }
 
 /// Zeroes a vector's whole allocation, then empties it.

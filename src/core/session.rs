@@ -165,6 +165,8 @@ impl<C: SecurityContext> Session<C> {
             self.send.clear();
             self.send_sent = 0;
             if reported == data.len() {
+                // An idle connection keeps no send buffer.
+                self.send = Vec::new();
                 return Ok(reported);
             }
 
@@ -223,6 +225,7 @@ impl<C: SecurityContext> Session<C> {
             }
             let delivered = self.decrypt_into(out)?;
             if delivered > 0 {
+                self.decoder.release_if_empty();
                 return Ok(delivered);
             }
 
@@ -354,7 +357,8 @@ impl<C: SecurityContext> Session<C> {
         zero(&mut available[..count]);
         self.plaintext_read += count;
         if self.plaintext_read == self.plaintext.len() {
-            self.plaintext.clear();
+            // Every byte was zeroed as it was copied out.
+            self.plaintext = Vec::new();
             self.plaintext_read = 0;
         }
         count
@@ -419,9 +423,10 @@ impl<C: SecurityContext> Session<C> {
 }
 
 impl<C: SecurityContext> Drop for Session<C> {
+    /// Zeroes decrypted bytes not yet read; the send buffer holds only
+    /// wrapped packets.
     fn drop(&mut self) {
         zero_vec(&mut self.plaintext);
-        zero_vec(&mut self.send);
     }
 }
 

@@ -12,6 +12,9 @@ use std::io;
 pub const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
 
 /// A byte queue: bytes are appended at the end and taken from `start` on.
+/// It carries wrapped packets, or plaintext that is plaintext on the network
+/// too (after a fallback under gssencmode=prefer), so taken bytes are not
+/// zeroed; what is left is zeroed on drop.
 #[derive(Default)]
 struct Queue {
     bytes: Vec<u8>,
@@ -29,7 +32,6 @@ impl Queue {
         if self.start > 0 && self.start >= self.bytes.len() / 2 {
             let remaining = self.len();
             self.bytes.copy_within(self.start.., 0);
-            zero(&mut self.bytes[remaining..]);
             self.bytes.truncate(remaining);
             self.start = 0;
         }
@@ -40,10 +42,9 @@ impl Queue {
         let count = out.len().min(self.len());
         let taken = &mut self.bytes[self.start..self.start + count];
         out[..count].copy_from_slice(taken);
-        zero(taken);
         self.start += count;
         if self.start == self.bytes.len() {
-            self.bytes.clear();
+            self.bytes = Vec::new();
             self.start = 0;
         }
         count
