@@ -620,37 +620,79 @@ fn delete_context(context: &mut sys::gss_ctx_id_t) {
 }
 
 /// Wraps `plaintext` with confidentiality and appends the token to `out`.
+///
+/// gss_wrap_iov encrypts in place inside `out`, laid out as header, data,
+/// padding and trailer, which concatenated form the same token gss_wrap
+/// produces; this avoids gss_wrap's allocated output buffer and a copy.
 pub(crate) fn wrap(context: sys::gss_ctx_id_t, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
     let mut minor = 0;
-    let input = borrowed_buffer(plaintext);
     let mut conf_state = 0;
-    let mut output = empty_buffer();
+    let mut iov = [
+        iov_buffer(sys::GSS_IOV_BUFFER_TYPE_HEADER, ptr::null_mut(), 0),
+        iov_buffer(sys::GSS_IOV_BUFFER_TYPE_DATA, plaintext.as_ptr() as *mut u8, plaintext.len()),
+        iov_buffer(sys::GSS_IOV_BUFFER_TYPE_PADDING, ptr::null_mut(), 0),
+        iov_buffer(sys::GSS_IOV_BUFFER_TYPE_TRAILER, ptr::null_mut(), 0),
+    ];
     let major = unsafe {
-        sys::gss_wrap(
+        sys::gss_wrap_iov_length(
             &mut minor,
             context,
             1,
             GSS_C_QOP_DEFAULT,
-            &input as *const _ as *mut _,
             &mut conf_state,
-            &mut output,
+            iov.as_mut_ptr(),
+            iov.len() as i32,
         )
     };
     if major != GSS_S_COMPLETE {
-        zero_and_release(&mut output);
-        return Err(gss_error(ErrorKind::Gss, "gss_wrap", major, minor));
+        return Err(gss_error(ErrorKind::Gss, "gss_wrap_iov_length", major, minor));
     }
-    if conf_state == 0 {
+
+    let header = iov[0].buffer.length;
+    let padding = iov[2].buffer.length;
+    let trailer = iov[3].buffer.length;
+    let start = out.len();
+    out.resize(start + header + plaintext.len() + padding + trailer, 0);
+    let token = &mut out[start..];
+    token[header..header + plaintext.len()].copy_from_slice(plaintext);
+
+    let base = token.as_mut_ptr();
+    // SAFETY: every offset stays within `token`, whose length is the sum of
+    // the four sizes.
+    unsafe {
+        iov[0].buffer.value = base.cast();
+        iov[1].buffer.value = base.add(header).cast();
+        iov[2].buffer.value = base.add(header + plaintext.len()).cast();
+        iov[3].buffer.value = base.add(header + plaintext.len() + padding).cast();
+    }
+    let major = unsafe {
+        sys::gss_wrap_iov(
+            &mut minor,
+            context,
+            1,
+            GSS_C_QOP_DEFAULT,
+            &mut conf_state,
+            iov.as_mut_ptr(),
+            iov.len() as i32,
+        )
+    };
+    if major != GSS_S_COMPLETE || conf_state == 0 {
         // Without confidentiality the token carries the plaintext itself.
-        zero_and_release(&mut output);
+        crate::core::frame::zero(&mut out[start..]);
+        out.truncate(start);
+        if major != GSS_S_COMPLETE {
+            return Err(gss_error(ErrorKind::Gss, "gss_wrap_iov", major, minor));
+        }
         return Err(Error::new(
             ErrorKind::NoConfidentiality,
             "GSSAPI wrapped a packet without confidentiality (conf_state 0); it was not sent",
         ));
     }
-    out.extend_from_slice(unsafe { buffer_bytes(&output) });
-    release_buffer(&mut output);
     Ok(())
+}
+
+fn iov_buffer(kind: u32, value: *mut u8, length: usize) -> sys::gss_iov_buffer_desc {
+    sys::gss_iov_buffer_desc { type_: kind, buffer: sys::gss_buffer_desc { length, value: value.cast() } }
 }
 
 /// Unwraps `token` and appends its plaintext to `out`. Every status other
