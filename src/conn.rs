@@ -10,7 +10,6 @@ use crate::error::{Error, ErrorKind};
 use crate::gss::{ClientContext, ClientOptions, Credential, GssContext, Name, ServerContext};
 use crate::io::{BufferTransport, Transport};
 use std::io;
-use std::sync::Arc;
 
 /// What a poll step asks of the caller; numerically equal to libpq's
 /// PostgresPollingStatusType, so a PQconnectPoll loop can drive it.
@@ -491,7 +490,7 @@ impl Connection {
                 None => None,
             };
             let credential = Credential::acquire_acceptor(settings.keytab.as_deref(), service.as_ref())?;
-            Acceptance::new(GssContext::Server(ServerContext::new(Some(Arc::new(credential)))), true)
+            Acceptance::new(GssContext::Server(ServerContext::new(Some(credential))), true)
         };
         self.state = State::Accepting(Box::new(acceptance));
         Ok(None)
@@ -532,7 +531,7 @@ impl Connection {
 
         let target = Name::host_based_service(&self.config.krbsrvname, &host)?;
         let options = ClientOptions { delegate: self.config.gssdelegation };
-        let context = ClientContext::new(Arc::new(credential), target, &options);
+        let context = ClientContext::new(credential, target, &options);
         self.state = State::Negotiating(Box::new(Negotiation::new(GssContext::Client(context))));
         Ok(())
     }

@@ -12,7 +12,6 @@ use libgssapi_sys as sys;
 use std::ffi::{c_void, CString};
 use std::ops::Range;
 use std::ptr;
-use std::sync::Arc;
 
 const GSS_S_COMPLETE: u32 = 0;
 const GSS_S_CONTINUE_NEEDED: u32 = 1;
@@ -174,10 +173,9 @@ fn display_name(name: sys::gss_name_t) -> Result<String, Error> {
 /// A credential handle for initiating security contexts.
 pub struct Credential(sys::gss_cred_id_t);
 
-// SAFETY: MIT krb5 guards each credential handle with its own mutex, so a
-// handle may be used from several threads (krb5 1.20, lib/gssapi/krb5).
+// SAFETY: the handle is owned by this value alone, and GSSAPI handles may
+// move between threads. No handle is shared between threads.
 unsafe impl Send for Credential {}
-unsafe impl Sync for Credential {}
 
 impl Credential {
     /// Acquires initiator credentials for the default principal, from the
@@ -297,7 +295,7 @@ pub struct ClientContext {
     context: sys::gss_ctx_id_t,
     /// Released once the context is established, as libpq does: the
     /// context no longer needs it, and it holds keytab and cache buffers.
-    credential: Option<Arc<Credential>>,
+    credential: Option<Credential>,
     target: Name,
     request_flags: u32,
     returned_flags: u32,
@@ -309,7 +307,7 @@ pub struct ClientContext {
 unsafe impl Send for ClientContext {}
 
 impl ClientContext {
-    pub fn new(credential: Arc<Credential>, target: Name, options: &ClientOptions) -> ClientContext {
+    pub fn new(credential: Credential, target: Name, options: &ClientOptions) -> ClientContext {
         let mut request_flags =
             GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG;
         if options.delegate {
@@ -435,7 +433,7 @@ impl Drop for ClientContext {
 /// unless its credential was acquired for one service.
 pub struct ServerContext {
     context: sys::gss_ctx_id_t,
-    credential: Option<Arc<Credential>>,
+    credential: Option<Credential>,
     source: Option<Name>,
     delegated: Option<Credential>,
     returned_flags: u32,
@@ -445,7 +443,7 @@ pub struct ServerContext {
 unsafe impl Send for ServerContext {}
 
 impl ServerContext {
-    pub fn new(credential: Option<Arc<Credential>>) -> ServerContext {
+    pub fn new(credential: Option<Credential>) -> ServerContext {
         ServerContext { context: ptr::null_mut(), credential, source: None, delegated: None, returned_flags: 0 }
     }
 
