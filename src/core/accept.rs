@@ -2,7 +2,7 @@
 //! the security-context handshake, as a state machine over byte buffers.
 
 use super::context::{Granted, SecurityContext};
-use super::frame::{encode_packet, FrameDecoder, LENGTH_WORD_SIZE, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
+use super::frame::{encode_packet, zero_vec, ZeroOnDrop, FrameDecoder, LENGTH_WORD_SIZE, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
 use super::negotiate::{NegotiationStatus, MAX_HANDSHAKE_ROUNDS};
 use crate::error::{Error, ErrorKind};
 
@@ -23,7 +23,7 @@ enum State {
 pub struct Acceptance<C: SecurityContext> {
     context: C,
     state: State,
-    output: Vec<u8>,
+    output: ZeroOnDrop,
     output_sent: usize,
     decoder: FrameDecoder,
     rounds: usize,
@@ -37,7 +37,7 @@ impl<C: SecurityContext> Acceptance<C> {
         Acceptance {
             context,
             state: if accept { State::Handshake } else { State::Declined },
-            output: vec![if accept { b'G' } else { b'N' }],
+            output: ZeroOnDrop(vec![if accept { b'G' } else { b'N' }]),
             output_sent: 0,
             decoder: FrameDecoder::new(MAX_HANDSHAKE_PACKET_SIZE, "handshake"),
             rounds: 0,
@@ -63,7 +63,7 @@ impl<C: SecurityContext> Acceptance<C> {
         assert!(sent <= self.output.len() - self.output_sent, "consumed more output than was queued");
         self.output_sent += sent;
         if self.output_sent == self.output.len() {
-            self.output.clear();
+            zero_vec(&mut self.output);
             self.output_sent = 0;
         }
     }
@@ -130,15 +130,18 @@ impl<C: SecurityContext> Acceptance<C> {
         let Some(range) = self.decoder.next_packet()? else {
             return Ok(());
         };
-        let token = self.decoder.bytes(range).to_vec();
+        let mut token = self.decoder.bytes(range).to_vec();
 
         // A client waits for the reply to each token, so a second packet, or
         // bytes after the last token, were sent before the client could know
         // the outcome: a pipelined StartupMessage or injected plaintext.
         if self.decoder.buffered() > 0 {
+            zero_vec(&mut token);
             return Err(self.early_bytes(self.decoder.buffered()));
         }
-        self.step(&token)
+        let result = self.step(&token);
+        zero_vec(&mut token);
+        result
     }
 
     fn step(&mut self, token: &[u8]) -> Result<(), Error> {

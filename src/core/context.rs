@@ -14,7 +14,8 @@ pub struct Granted {
     pub delegation: bool,
 }
 
-/// The result of one context-establishment step.
+/// The result of one context-establishment step. The token is zeroed when
+/// the step is dropped.
 #[derive(Debug, Default)]
 pub struct Step {
     /// Token to send to the peer; empty when there is nothing to send.
@@ -56,4 +57,10 @@ pub trait SecurityContext {
     /// Returns the largest plaintext whose wrapped token fits in
     /// `max_token_size` bytes.
     fn max_plaintext(&mut self, max_token_size: usize) -> Result<usize, Error>;
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        crate::core::frame::zero_vec(&mut self.token);
+    }
 }

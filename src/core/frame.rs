@@ -195,6 +195,30 @@ pub fn zero(bytes: &mut [u8]) {
     unsafe { libc::explicit_bzero(bytes.as_mut_ptr().cast(), bytes.len()) };
 }
 
+/// A byte vector that is zeroed when dropped, for handshake tokens.
+#[derive(Debug, Default)]
+pub struct ZeroOnDrop(pub Vec<u8>);
+
+impl std::ops::Deref for ZeroOnDrop {
+    type Target = Vec<u8>;
+
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ZeroOnDrop {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Drop for ZeroOnDrop {
+    fn drop(&mut self) {
+        zero_vec(&mut self.0);
+    }
+}
+
 /// Zeroes a vector's whole allocation, then empties it.
 pub fn zero_vec(bytes: &mut Vec<u8>) {
     let capacity = bytes.capacity();

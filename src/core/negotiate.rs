@@ -2,7 +2,7 @@
 //! and the security-context handshake, as a state machine over byte buffers.
 
 use super::context::{Granted, SecurityContext};
-use super::frame::{encode_packet, FrameDecoder, GSSENC_REQUEST, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
+use super::frame::{encode_packet, zero_vec, ZeroOnDrop, FrameDecoder, GSSENC_REQUEST, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
 use crate::error::{Error, ErrorKind};
 
 /// Upper bound on handshake steps. Kerberos needs two; the bound stops a
@@ -43,7 +43,7 @@ enum State {
 pub struct Negotiation<C: SecurityContext> {
     context: C,
     state: State,
-    output: Vec<u8>,
+    output: ZeroOnDrop,
     output_sent: usize,
     decoder: FrameDecoder,
     rounds: usize,
@@ -56,7 +56,7 @@ impl<C: SecurityContext> Negotiation<C> {
         Negotiation {
             context,
             state: State::AwaitingResponse,
-            output: GSSENC_REQUEST.to_vec(),
+            output: ZeroOnDrop(GSSENC_REQUEST.to_vec()),
             output_sent: 0,
             decoder: FrameDecoder::new(MAX_HANDSHAKE_PACKET_SIZE, "handshake"),
             rounds: 0,
@@ -84,7 +84,7 @@ impl<C: SecurityContext> Negotiation<C> {
         assert!(sent <= self.output.len() - self.output_sent, "consumed more output than was queued");
         self.output_sent += sent;
         if self.output_sent == self.output.len() {
-            self.output.clear();
+            zero_vec(&mut self.output);
             self.output_sent = 0;
         }
     }
@@ -217,8 +217,10 @@ impl<C: SecurityContext> Negotiation<C> {
             let Some(range) = self.decoder.next_packet()? else {
                 break;
             };
-            let token = self.decoder.bytes(range).to_vec();
-            self.step(Some(&token))?;
+            let mut token = self.decoder.bytes(range).to_vec();
+            let result = self.step(Some(&token));
+            zero_vec(&mut token);
+            result?;
         }
         Ok(())
     }
