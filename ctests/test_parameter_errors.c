@@ -85,20 +85,34 @@ static void check_unix_negotiation(pggss_conn *conn, int fd, int expected_status
     CHECK_INT(pggss_conn_last_result(conn), expected_result);
 }
 
-/* A malformed connection string sets nothing, not even the keys before the error. */
-static void check_malformed_sets_nothing(void)
+/*
+ * After a rejected connection string the connection refuses to connect, as
+ * libpq does: negotiating with what was set before (or the defaults) could
+ * turn gssencmode=require into plaintext. Nothing reaches the socket.
+ */
+static void check_rejected_parameter_blocks_connect(void)
 {
-    int fd = connect_unix_or_exit();
+    int pair[2];
+    REQUIRE_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
     pggss_conn *conn = new_bare_conn();
 
-    CHECK_INT(pggss_conn_set_conninfo(conn, "host=localhost gssencmode=require"), PGGSS_RESULT_OK);
-    CHECK_INT(pggss_conn_set_conninfo(conn, "gssencmode=disable krbsrvname"), PGGSS_RESULT_INVALID_PARAMETER);
-    CHECK_INT(pggss_conn_set_conninfo(conn, "gssencmode=prefer gssencmode=maybe"), PGGSS_RESULT_INVALID_PARAMETER);
-    check_unix_negotiation(conn, fd, PGGSS_POLLING_STATUS_FAILED, PGGSS_OUTCOME_FAILED,
-                           PGGSS_RESULT_SERVER_DECLINED);
+    CHECK_INT(pggss_conn_set_conninfo(conn, "host=localhost gssencmode=disable"), PGGSS_RESULT_OK);
+    CHECK_INT(pggss_conn_set_conninfo(conn, "gssencmode=requir"), PGGSS_RESULT_INVALID_PARAMETER);
+    REQUIRE_INT(pggss_conn_set_fd(conn, pair[0]), PGGSS_RESULT_OK);
+    CHECK_INT(pggss_conn_connect_poll(conn), PGGSS_POLLING_STATUS_FAILED);
+    CHECK_INT(pggss_conn_outcome(conn), PGGSS_OUTCOME_FAILED);
+    CHECK_INT(pggss_conn_last_result(conn), PGGSS_RESULT_INVALID_PARAMETER);
+    CHECK_STR(pggss_conn_error_message(conn),
+              "not connecting because a parameter was rejected: invalid value for parameter \"gssencmode\": "
+              "\"requir\"; expected \"disable\", \"prefer\" or \"require\"");
+
+    char byte;
+    CHECK_INT(recv(pair[1], &byte, 1, MSG_DONTWAIT), -1);
+    CHECK_INT(errno, EAGAIN);
 
     pggss_conn_free(conn);
-    close(fd);
+    close(pair[0]);
+    close(pair[1]);
 }
 
 /* The later of set_param and set_conninfo wins. */
@@ -287,7 +301,7 @@ int main(void)
 
     check_invalid_values();
     check_malformed_conninfo();
-    check_malformed_sets_nothing();
+    check_rejected_parameter_blocks_connect();
     check_last_setting_wins();
     check_uri();
     check_environment();

@@ -398,7 +398,9 @@ pggss_result pggss_conn_new(pggss_conn **conn_out);
 void pggss_conn_free(pggss_conn *conn);
 
 /**
- * Sets one parameter by its libpq name: "host", "krbsrvname",
+ * Sets one parameter by its libpq name. After a rejected parameter the
+ * connection refuses to connect, as libpq does, so that a typo cannot turn
+ * gssencmode=require into the default "prefer". Parameters: "host", "krbsrvname",
  * "gssencmode", "gssdelegation", or "ccache" (a credential cache name such
  * as "FILE:/tmp/krb5cc"; the default cache when unset). Explicit parameters
  * win over the environment. Only before the first
@@ -510,7 +512,11 @@ size_t pggss_conn_wanted(pggss_conn *conn);
  * for the socket (poll(2) on the fd) and call again; _OK means negotiation
  * is over (see `pggss_conn_outcome`); _FAILED means it failed (see
  * `pggss_conn_error_message`; also for a NULL `conn`). On a blocking
- * socket the first call finishes.
+ * socket the first call finishes, but pggssenc sets no timeout: a server
+ * that never answers blocks it until the socket's own timeout
+ * (SO_RCVTIMEO), after which it returns _READING as on a non-blocking
+ * socket. Bound negotiation with SO_RCVTIMEO and SO_SNDTIMEO, or with a
+ * non-blocking socket and poll(2) timeouts.
  *
  * Under gssencmode=prefer, a server that declines ('N'), missing
  * credentials and gssencmode=disable all end in _OK with the socket in

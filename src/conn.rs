@@ -107,6 +107,8 @@ pub struct Connection {
     /// A note on how negotiation ended without encryption under `prefer`.
     notice: Option<String>,
     startup: Option<StartupPacket>,
+    /// The first parameter error; negotiation refuses to start after one.
+    rejected_parameter: Option<Error>,
 }
 
 impl Connection {
@@ -132,6 +134,7 @@ impl Connection {
             last_error: None,
             notice: None,
             startup: None,
+            rejected_parameter: None,
         }
     }
 
@@ -163,7 +166,7 @@ impl Connection {
     pub fn set_param(&mut self, key: &str, value: &str) -> Result<(), Error> {
         self.check_new("parameters")?;
         let result = self.params.set(key, value);
-        result.map_err(|err| self.record(err))
+        result.map_err(|err| self.reject_parameter(err))
     }
 
     /// Takes the parameters of a libpq connection string that this library
@@ -171,7 +174,17 @@ impl Connection {
     pub fn set_conninfo(&mut self, conninfo: &str) -> Result<(), Error> {
         self.check_new("parameters")?;
         let result = self.params.apply_conninfo(conninfo);
-        result.map_err(|err| self.record(err))
+        result.map_err(|err| self.reject_parameter(err))
+    }
+
+    /// Records a rejected parameter. As in libpq, a connection whose
+    /// parameters were rejected does not connect: negotiating with the
+    /// defaults instead could turn gssencmode=require into plaintext.
+    fn reject_parameter(&mut self, err: Error) -> Error {
+        if self.rejected_parameter.is_none() {
+            self.rejected_parameter = Some(err.clone());
+        }
+        self.record(err)
     }
 
     fn check_new(&mut self, what: &str) -> Result<(), Error> {
@@ -498,6 +511,12 @@ impl Connection {
 
     /// Decides whether to send GSSENCRequest, and prepares the context.
     fn start(&mut self) -> Result<(), Error> {
+        if let Some(err) = &self.rejected_parameter {
+            return Err(Error::new(
+                ErrorKind::InvalidParameter,
+                format!("not connecting because a parameter was rejected: {}", err.message()),
+            ));
+        }
         self.check_transport()?;
         self.config = self.params.resolve(|name| std::env::var(name).ok())?;
         if self.config.gssencmode == GssEncMode::Disable {
@@ -540,6 +559,7 @@ impl Connection {
         self.state = State::Plaintext;
         self.outcome = outcome;
         self.notice = Some(notice);
+        self.last_error = None;
     }
 
     /// Reads plaintext: decrypted data on an encrypted connection, the raw

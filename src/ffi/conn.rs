@@ -143,7 +143,9 @@ pub extern "C" fn pggss_conn_free(conn: *mut pggss_conn) {
     })
 }
 
-/// Sets one parameter by its libpq name: "host", "krbsrvname",
+/// Sets one parameter by its libpq name. After a rejected parameter the
+/// connection refuses to connect, as libpq does, so that a typo cannot turn
+/// gssencmode=require into the default "prefer". Parameters: "host", "krbsrvname",
 /// "gssencmode", "gssdelegation", or "ccache" (a credential cache name such
 /// as "FILE:/tmp/krb5cc"; the default cache when unset). Explicit parameters
 /// win over the environment. Only before the first
@@ -373,7 +375,11 @@ fn callback_result(count: libc::ssize_t, err: c_int) -> io::Result<usize> {
 /// for the socket (poll(2) on the fd) and call again; _OK means negotiation
 /// is over (see `pggss_conn_outcome`); _FAILED means it failed (see
 /// `pggss_conn_error_message`; also for a NULL `conn`). On a blocking
-/// socket the first call finishes.
+/// socket the first call finishes, but pggssenc sets no timeout: a server
+/// that never answers blocks it until the socket's own timeout
+/// (SO_RCVTIMEO), after which it returns _READING as on a non-blocking
+/// socket. Bound negotiation with SO_RCVTIMEO and SO_SNDTIMEO, or with a
+/// non-blocking socket and poll(2) timeouts.
 ///
 /// Under gssencmode=prefer, a server that declines ('N'), missing
 /// credentials and gssencmode=disable all end in _OK with the socket in
@@ -399,7 +405,8 @@ pub(super) fn poll(conn: &mut pggss_conn) -> c_int {
     let polling = conn.connection.connect_poll();
     conn.last_result = match polling {
         Polling::Failed => conn.connection.last_error().map_or(pggss_result::InvalidState, |err| err.kind().into()),
-        _ => pggss_result::Ok,
+        Polling::Reading | Polling::Writing => pggss_result::WouldBlock,
+        Polling::Ok => pggss_result::Ok,
     };
     conn.refresh_message();
     let status = match polling {
@@ -431,6 +438,7 @@ pub extern "C" fn pggss_conn_read(conn: *mut pggss_conn, buf: *mut c_void, len: 
     panic_boundary!(fail_with_errno(libc::EIO), {
         let conn = try_mut!(conn, fail_with_errno(libc::EINVAL));
         if buf.is_null() && len > 0 {
+            null_argument(conn, "buf");
             return fail_with_errno(libc::EINVAL);
         }
         let out: &mut [u8] = if len == 0 {
@@ -460,6 +468,7 @@ pub extern "C" fn pggss_conn_write(conn: *mut pggss_conn, buf: *const c_void, le
     panic_boundary!(fail_with_errno(libc::EIO), {
         let conn = try_mut!(conn, fail_with_errno(libc::EINVAL));
         if buf.is_null() && len > 0 {
+            null_argument(conn, "buf");
             return fail_with_errno(libc::EINVAL);
         }
         let data: &[u8] = if len == 0 {
