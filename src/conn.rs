@@ -351,7 +351,7 @@ impl Connection {
                                 unreachable!("matched Accepting above");
                             };
                             let (context, decoder, _granted) = acceptance.into_established()?;
-                            let session = Session::new(context, decoder, "server")?;
+                            let session = Session::new(context, decoder, "client")?;
                             self.state = State::Encrypted(Box::new(session));
                             self.outcome = Outcome::Encrypted;
                             return Ok(Polling::Ok);
@@ -392,7 +392,7 @@ impl Connection {
                                 unreachable!("matched Negotiating above");
                             };
                             let (context, decoder, _granted) = negotiation.into_established()?;
-                            let session = Session::new(context, decoder, "client")?;
+                            let session = Session::new(context, decoder, "server")?;
                             self.state = State::Encrypted(Box::new(session));
                             self.outcome = Outcome::Encrypted;
                             return Ok(Polling::Ok);

@@ -71,13 +71,28 @@ fn display_status(code: u32, code_type: i32) -> String {
             break;
         }
         let text = unsafe { buffer_bytes(&buffer) };
-        parts.push(String::from_utf8_lossy(text).into_owned());
+        parts.push(escape_controls(&String::from_utf8_lossy(text)));
         release_buffer(&mut buffer);
         if message_context == 0 {
             break;
         }
     }
     parts.join("; ")
+}
+
+/// Replaces control characters with `\xNN`. Status text can quote names
+/// that a peer chose, such as the service name in a forged ticket, and
+/// terminal escape sequences from it must not reach a log or terminal.
+fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 fn gss_error(kind: ErrorKind, operation: &str, major: u32, minor: u32) -> Error {
@@ -165,7 +180,7 @@ fn display_name(name: sys::gss_name_t) -> Result<String, Error> {
     if is_error(major) {
         return Err(gss_error(ErrorKind::Gss, "gss_display_name", major, minor));
     }
-    let text = String::from_utf8_lossy(unsafe { buffer_bytes(&buffer) }).into_owned();
+    let text = escape_controls(&String::from_utf8_lossy(unsafe { buffer_bytes(&buffer) }));
     release_buffer(&mut buffer);
     Ok(text)
 }

@@ -115,11 +115,13 @@ impl<C: SecurityContext> Acceptance<C> {
 
     /// Ends an established negotiation, returning the context and a decoder
     /// bound to the packet-layer limit.
-    pub fn into_established(self) -> Result<(C, FrameDecoder, Granted), Error> {
+    pub fn into_established(mut self) -> Result<(C, FrameDecoder, Granted), Error> {
         if self.status() != NegotiationStatus::Established {
             return Err(Error::invalid_state("GSSAPI negotiation is not complete"));
         }
-        Ok((self.context, FrameDecoder::new(MAX_PACKET_SIZE, "data"), self.granted))
+        let mut decoder = std::mem::replace(&mut self.decoder, FrameDecoder::new(0, ""));
+        decoder.set_max_packet_size(MAX_PACKET_SIZE, "data");
+        Ok((self.context, decoder, self.granted))
     }
 
     fn receive_handshake(&mut self, data: &[u8]) -> Result<(), Error> {
@@ -132,16 +134,22 @@ impl<C: SecurityContext> Acceptance<C> {
         };
         let mut token = self.decoder.bytes(range).to_vec();
 
-        // A client waits for the reply to each token, so a second packet, or
-        // bytes after the last token, were sent before the client could know
-        // the outcome: a pipelined StartupMessage or injected plaintext.
-        if self.decoder.buffered() > 0 {
-            zero_vec(&mut token);
-            return Err(self.early_bytes(self.decoder.buffered()));
-        }
         let result = self.step(&token);
         zero_vec(&mut token);
-        result
+        result?;
+
+        // A client waits for the reply to each token, so bytes after it were
+        // sent before the client could know the outcome: a pipelined
+        // StartupMessage or injected plaintext. The one exception is a
+        // context that completed with no reply token (a client that did not
+        // request mutual authentication): that client is done and may send
+        // encrypted packets at once, which the packet layer then unwraps and
+        // verifies like any other.
+        let no_reply = self.state == State::Established && self.output.len() == self.output_sent;
+        if self.decoder.buffered() > 0 && !no_reply {
+            return Err(self.early_bytes(self.decoder.buffered()));
+        }
+        Ok(())
     }
 
     fn step(&mut self, token: &[u8]) -> Result<(), Error> {

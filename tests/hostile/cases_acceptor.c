@@ -448,7 +448,7 @@ static void case_stalled_handshake(void)
     }
     EXPECT_INT(pggss_conn_wanted(conn), frame.len - half);
     EXPECT_INT(pggss_conn_outcome(conn), PGGSS_OUTCOME_PENDING);
-    EXPECT_INT(pggss_conn_last_result(conn), PGGSS_RESULT_OK);
+    EXPECT_INT(pggss_conn_last_result(conn), PGGSS_RESULT_WOULD_BLOCK);
     EXPECT(strcmp(pggss_conn_error_message(conn), "") == 0, "error message is \"%s\", expected \"\"",
            pggss_conn_error_message(conn));
     expect_read_rejected(conn, EINVAL, PGGSS_RESULT_INVALID_STATE, "negotiation has not finished");
