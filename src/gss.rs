@@ -40,7 +40,13 @@ fn is_error(major: u32) -> bool {
 /// gss_display_status presents them: "major text: minor text".
 pub fn status_text(major: u32, minor: u32) -> String {
     let major_text = display_status(major, GSS_C_GSS_CODE);
-    let minor_text = if minor != 0 { display_status(minor, GSS_C_MECH_CODE) } else { String::new() };
+    // MIT krb5 1.20 reports some supplementary statuses (a duplicate token)
+    // with a minor status whose text is "Success", which adds nothing.
+    let minor_text = match minor {
+        0 => String::new(),
+        _ => display_status(minor, GSS_C_MECH_CODE),
+    };
+    let minor_text = if minor_text == "Success" { String::new() } else { minor_text };
     match (major_text.is_empty(), minor_text.is_empty()) {
         (_, true) => format!("{major_text} (major status 0x{major:08x})"),
         (true, false) => format!("{minor_text} (minor status {minor})"),

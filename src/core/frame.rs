@@ -144,7 +144,7 @@ impl FrameDecoder {
                 format!("received a GSSAPI {} packet of length 0; the connection is closed", self.phase),
             ));
         }
-        if length > self.max_packet_size - LENGTH_WORD_SIZE {
+        if length > self.max_packet_size.saturating_sub(LENGTH_WORD_SIZE) {
             return Err(Error::packet_too_large(
                 (length + LENGTH_WORD_SIZE) as u64,
                 self.max_packet_size,
