@@ -29,9 +29,9 @@ const GSS_C_SEQUENCE_FLAG: u32 = 8;
 const GSS_C_CONF_FLAG: u32 = 16;
 const GSS_C_INTEG_FLAG: u32 = 32;
 
-/// True when `major` reports an error; supplementary bits alone (duplicate,
-/// old, unsequenced or gap token) are not errors in GSSAPI's terms, but the
-/// packet layer rejects them too, see [`ClientContext::unwrap`].
+/// Returns true when `major` reports an error. Supplementary bits alone
+/// (duplicate, old, unsequenced or gap token) are not errors in GSSAPI's
+/// terms, but [`unwrap`] and [`unwrap_in_place`] reject them too.
 fn is_error(major: u32) -> bool {
     major & 0xffff_0000 != 0
 }
