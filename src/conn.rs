@@ -4,6 +4,7 @@
 //! client's first packet and answers it.
 
 use crate::config::{Config, GssEncMode, Params};
+use crate::core::frame::ZeroOnDrop;
 use crate::core::startup::{parse_startup, startup_missing, StartupKind};
 use crate::core::{Acceptance, Negotiation, NegotiationStatus, Session};
 use crate::error::{Error, ErrorKind};
@@ -54,7 +55,7 @@ pub enum Outcome {
 enum State {
     New,
     Negotiating(Box<Negotiation<GssContext>>),
-    ReadingStartup { received: Vec<u8>, after_decline: bool },
+    ReadingStartup { received: ZeroOnDrop, after_decline: bool },
     Accepting(Box<Acceptance<GssContext>>),
     Encrypted(Box<Session<GssContext>>),
     Plaintext,
@@ -78,8 +79,10 @@ pub struct AcceptorSettings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StartupPacket {
     pub kind: StartupKind,
-    /// The packet, followed by any bytes the client sent after it.
-    pub bytes: Vec<u8>,
+    /// The packet, followed by any bytes the client sent after it. It may
+    /// hold a user and database name or a CancelRequest's secret key, so it
+    /// is zeroed when dropped.
+    pub bytes: ZeroOnDrop,
     /// Length of the packet itself at the start of `bytes`.
     pub length: usize,
 }
@@ -315,7 +318,7 @@ impl Connection {
                     Role::Initiator => self.start()?,
                     Role::Acceptor(_) => {
                         self.check_transport()?;
-                        self.state = State::ReadingStartup { received: Vec::new(), after_decline: false };
+                        self.state = State::ReadingStartup { received: ZeroOnDrop::new(), after_decline: false };
                     }
                 },
                 State::ReadingStartup { .. } => {
@@ -334,7 +337,7 @@ impl Connection {
                             Err(err) => return Err(Error::io("accepting GSSAPI encryption", &err)),
                         },
                         NegotiationStatus::WantRead => {
-                            let mut buffer = vec![0u8; NEGOTIATION_RECEIVE_SIZE];
+                            let mut buffer = ZeroOnDrop::zeroed(NEGOTIATION_RECEIVE_SIZE);
                             let result = transport.recv(&mut buffer);
                             let outcome = match result {
                                 Ok(0) => Err(acceptance.receive_eof()),
@@ -343,7 +346,6 @@ impl Connection {
                                 Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
                                 Err(err) => Err(Error::io("accepting GSSAPI encryption", &err)),
                             };
-                            crate::core::frame::zero(&mut buffer);
                             outcome?;
                         }
                         NegotiationStatus::Established => {
@@ -357,7 +359,7 @@ impl Connection {
                             return Ok(Polling::Ok);
                         }
                         NegotiationStatus::Declined => {
-                            self.state = State::ReadingStartup { received: Vec::new(), after_decline: true };
+                            self.state = State::ReadingStartup { received: ZeroOnDrop::new(), after_decline: true };
                         }
                         NegotiationStatus::Failed => {
                             return Err(Error::invalid_state("GSSAPI negotiation already failed"));
@@ -375,7 +377,7 @@ impl Connection {
                             Err(err) => return Err(Error::io("negotiating GSSAPI encryption", &err)),
                         },
                         NegotiationStatus::WantRead => {
-                            let mut buffer = vec![0u8; NEGOTIATION_RECEIVE_SIZE];
+                            let mut buffer = ZeroOnDrop::zeroed(NEGOTIATION_RECEIVE_SIZE);
                             let result = transport.recv(&mut buffer);
                             let outcome = match result {
                                 Ok(0) => Err(negotiation.receive_eof()),
@@ -384,7 +386,6 @@ impl Connection {
                                 Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
                                 Err(err) => Err(Error::io("negotiating GSSAPI encryption", &err)),
                             };
-                            crate::core::frame::zero(&mut buffer);
                             outcome?;
                         }
                         NegotiationStatus::Established => {
@@ -441,7 +442,7 @@ impl Connection {
 
         let Some((kind, length)) = parse_startup(received)? else {
             let transport = self.transport.as_mut().expect("checked when the acceptor started");
-            let mut buffer = vec![0u8; NEGOTIATION_RECEIVE_SIZE];
+            let mut buffer = ZeroOnDrop::zeroed(NEGOTIATION_RECEIVE_SIZE);
             match transport.recv(&mut buffer) {
                 Ok(0) => {
                     return Err(Error::new(

@@ -2,7 +2,7 @@
 //! the security-context handshake, as a state machine over byte buffers.
 
 use super::context::{Granted, SecurityContext};
-use super::frame::{encode_packet, zero_vec, ZeroOnDrop, FrameDecoder, LENGTH_WORD_SIZE, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
+use super::frame::{ZeroOnDrop, FrameDecoder, LENGTH_WORD_SIZE, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
 use super::negotiate::{NegotiationStatus, MAX_HANDSHAKE_ROUNDS};
 use crate::error::{Error, ErrorKind};
 
@@ -37,7 +37,7 @@ impl<C: SecurityContext> Acceptance<C> {
         Acceptance {
             context,
             state: if accept { State::Handshake } else { State::Declined },
-            output: ZeroOnDrop(vec![if accept { b'G' } else { b'N' }]),
+            output: ZeroOnDrop::from_slice(&[if accept { b'G' } else { b'N' }]),
             output_sent: 0,
             decoder: FrameDecoder::new(MAX_HANDSHAKE_PACKET_SIZE, "handshake"),
             rounds: 0,
@@ -63,7 +63,7 @@ impl<C: SecurityContext> Acceptance<C> {
         assert!(sent <= self.output.len() - self.output_sent, "consumed more output than was queued");
         self.output_sent += sent;
         if self.output_sent == self.output.len() {
-            zero_vec(&mut self.output);
+            self.output.clear();
             self.output_sent = 0;
         }
     }
@@ -132,11 +132,8 @@ impl<C: SecurityContext> Acceptance<C> {
         let Some(range) = self.decoder.next_packet()? else {
             return Ok(());
         };
-        let mut token = self.decoder.bytes(range).to_vec();
-
-        let result = self.step(&token);
-        zero_vec(&mut token);
-        result?;
+        let token = ZeroOnDrop::from_slice(self.decoder.bytes(range));
+        self.step(&token)?;
 
         // A client waits for the reply to each token, so bytes after it were
         // sent before the client could know the outcome: a pipelined
@@ -174,7 +171,7 @@ impl<C: SecurityContext> Acceptance<C> {
             ));
         }
         if !step.token.is_empty() {
-            encode_packet(&step.token, &mut self.output);
+            self.output.push_packet(&step.token);
         }
 
         if let Some(granted) = step.complete {

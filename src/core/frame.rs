@@ -65,9 +65,16 @@ impl FrameDecoder {
 
     /// Changes the packet limit, keeping buffered bytes. Used when the
     /// handshake ends and the smaller limit of the packet layer applies.
+    ///
+    /// Also zeroes every byte but the unread ones, because during the
+    /// handshake they contained tokens. From here on the buffer contains only
+    /// wrapped packets, so it is released between reads without zeroing.
     pub fn set_max_packet_size(&mut self, max_packet_size: usize, phase: &'static str) {
         self.max_packet_size = max_packet_size;
         self.phase = phase;
+        self.compact();
+        let end = self.end;
+        zero(&mut self.buffer[end..]);
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -81,6 +88,8 @@ impl FrameDecoder {
     pub fn spare(&mut self, min: usize) -> &mut [u8] {
         self.compact();
         if self.buffer.len() < self.end + min {
+            let grow = self.end + min - self.buffer.len();
+            reserve_zeroing(&mut self.buffer, grow);
             self.buffer.resize(self.end + min, 0);
         }
         &mut self.buffer[self.end..]
@@ -168,7 +177,10 @@ impl FrameDecoder {
     }
 
     /// Frees the buffer when it holds no unread byte, so that an idle
-    /// connection keeps no receive buffer.
+    /// connection keeps no receive buffer. The buffer is not zeroed: after
+    /// `set_max_packet_size` it holds only wrapped packets, and plaintext
+    /// unwrapped in place is zeroed by the session as soon as it is copied
+    /// out.
     pub fn release_if_empty(&mut self) {
         if self.start == self.end && !self.buffer.is_empty() {
             self.buffer = Vec::new();
@@ -195,21 +207,77 @@ pub fn zero(bytes: &mut [u8]) {
     unsafe { libc::explicit_bzero(bytes.as_mut_ptr().cast(), bytes.len()) };
 }
 
-/// A byte vector that is zeroed when dropped, for handshake tokens.
-#[derive(Debug, Default)]
-pub struct ZeroOnDrop(pub Vec<u8>);
+/// A byte vector for tokens and plaintext. Its whole allocation is zeroed
+/// when it is cleared or dropped, and when it grows, the old allocation is
+/// zeroed before it is freed. It dereferences to a slice only, so that no
+/// caller can grow it through `Vec` methods that would free an old block
+/// unzeroed.
+#[derive(Default)]
+pub struct ZeroOnDrop(Vec<u8>);
+
+impl ZeroOnDrop {
+    pub fn new() -> Self {
+        ZeroOnDrop(Vec::new())
+    }
+
+    /// Creates a vector of `length` zero bytes, to receive into.
+    pub fn zeroed(length: usize) -> Self {
+        ZeroOnDrop(vec![0; length])
+    }
+
+    pub fn from_slice(data: &[u8]) -> Self {
+        ZeroOnDrop(data.to_vec())
+    }
+
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        reserve_zeroing(&mut self.0, data.len());
+        self.0.extend_from_slice(data);
+    }
+
+    /// Appends `token` as one packet, as [`encode_packet`] does.
+    pub fn push_packet(&mut self, token: &[u8]) {
+        reserve_zeroing(&mut self.0, LENGTH_WORD_SIZE + token.len());
+        encode_packet(token, &mut self.0);
+    }
+
+    /// Zeroes the contents and empties the vector, keeping its allocation.
+    pub fn clear(&mut self) {
+        zero_vec(&mut self.0);
+    }
+}
 
 impl std::ops::Deref for ZeroOnDrop {
-    type Target = Vec<u8>;
+    type Target = [u8];
 
-    fn deref(&self) -> &Vec<u8> {
+    fn deref(&self) -> &[u8] {
         &self.0
     }
 }
 
 impl std::ops::DerefMut for ZeroOnDrop {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
+    fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.0
+    }
+}
+
+impl Clone for ZeroOnDrop {
+    fn clone(&self) -> Self {
+        ZeroOnDrop::from_slice(&self.0)
+    }
+}
+
+impl PartialEq for ZeroOnDrop {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ZeroOnDrop {}
+
+/// Shows the length only, so that debug output never prints the contents.
+impl std::fmt::Debug for ZeroOnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ZeroOnDrop({} bytes)", self.0.len())
     }
 }
 
@@ -217,6 +285,22 @@ impl Drop for ZeroOnDrop {
     fn drop(&mut self) {
         zero_vec(&mut self.0);
     }
+}
+
+/// Makes room for `additional` more bytes in `bytes`, as `Vec::reserve`
+/// does. When that takes a new allocation, the contents move to it and the
+/// old allocation is zeroed before it is freed, which `Vec`'s own growth
+/// does not do. The capacity at least doubles, so that growing byte by byte
+/// stays linear.
+pub fn reserve_zeroing(bytes: &mut Vec<u8>, additional: usize) {
+    let needed = bytes.len().checked_add(additional).expect("buffer size overflows usize");
+    if needed <= bytes.capacity() {
+        return;
+    }
+    let mut grown = Vec::with_capacity(needed.max(bytes.capacity().saturating_mul(2)));
+    grown.extend_from_slice(bytes);
+    zero_vec(bytes);
+    *bytes = grown;
 }
 
 /// Zeroes a vector's whole allocation, then empties it.

@@ -2,7 +2,7 @@
 //! and the security-context handshake, as a state machine over byte buffers.
 
 use super::context::{Granted, SecurityContext};
-use super::frame::{encode_packet, zero_vec, ZeroOnDrop, FrameDecoder, GSSENC_REQUEST, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
+use super::frame::{ZeroOnDrop, FrameDecoder, GSSENC_REQUEST, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
 use crate::error::{Error, ErrorKind};
 
 /// Upper bound on handshake steps. Kerberos needs two; the bound stops a
@@ -56,7 +56,7 @@ impl<C: SecurityContext> Negotiation<C> {
         Negotiation {
             context,
             state: State::AwaitingResponse,
-            output: ZeroOnDrop(GSSENC_REQUEST.to_vec()),
+            output: ZeroOnDrop::from_slice(&GSSENC_REQUEST),
             output_sent: 0,
             decoder: FrameDecoder::new(MAX_HANDSHAKE_PACKET_SIZE, "handshake"),
             rounds: 0,
@@ -84,7 +84,7 @@ impl<C: SecurityContext> Negotiation<C> {
         assert!(sent <= self.output.len() - self.output_sent, "consumed more output than was queued");
         self.output_sent += sent;
         if self.output_sent == self.output.len() {
-            zero_vec(&mut self.output);
+            self.output.clear();
             self.output_sent = 0;
         }
     }
@@ -217,10 +217,8 @@ impl<C: SecurityContext> Negotiation<C> {
             let Some(range) = self.decoder.next_packet()? else {
                 break;
             };
-            let mut token = self.decoder.bytes(range).to_vec();
-            let result = self.step(Some(&token));
-            zero_vec(&mut token);
-            result?;
+            let token = ZeroOnDrop::from_slice(self.decoder.bytes(range));
+            self.step(Some(&token))?;
         }
         Ok(())
     }
@@ -247,7 +245,7 @@ impl<C: SecurityContext> Negotiation<C> {
                     ),
                 ));
             }
-            encode_packet(&step.token, &mut self.output);
+            self.output.push_packet(&step.token);
         }
 
         match step.complete {

@@ -4,7 +4,7 @@
 //! and writes to the queues through the same code paths as for a socket.
 
 use super::Transport;
-use crate::core::frame::zero;
+use crate::core::frame::{reserve_zeroing, zero, zero_vec};
 use std::io;
 
 /// Queued outgoing bytes beyond which writes report would-block, so that a
@@ -12,9 +12,9 @@ use std::io;
 pub const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
 
 /// A byte queue: bytes are appended at the end and taken from `start` on.
-/// It carries wrapped packets, or plaintext that is plaintext on the network
-/// too (after a fallback under gssencmode=prefer), so taken bytes are not
-/// zeroed; what is left is zeroed on drop.
+/// During negotiation it carries handshake tokens, and for an acceptor the
+/// client's plaintext startup packet, so every allocation it frees is zeroed
+/// first, when it grows, empties or is dropped.
 #[derive(Default)]
 struct Queue {
     bytes: Vec<u8>,
@@ -32,9 +32,11 @@ impl Queue {
         if self.start > 0 && self.start >= self.bytes.len() / 2 {
             let remaining = self.len();
             self.bytes.copy_within(self.start.., 0);
+            zero(&mut self.bytes[remaining..]);
             self.bytes.truncate(remaining);
             self.start = 0;
         }
+        reserve_zeroing(&mut self.bytes, data.len());
         self.bytes.extend_from_slice(data);
     }
 
@@ -44,6 +46,7 @@ impl Queue {
         out[..count].copy_from_slice(taken);
         self.start += count;
         if self.start == self.bytes.len() {
+            zero(&mut self.bytes);
             self.bytes = Vec::new();
             self.start = 0;
         }
@@ -53,7 +56,7 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        zero(&mut self.bytes);
+        zero_vec(&mut self.bytes);
     }
 }
 
