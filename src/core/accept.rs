@@ -2,8 +2,9 @@
 //! the security-context handshake, as a state machine over byte buffers.
 
 use super::context::{Granted, SecurityContext};
-use super::frame::{ZeroOnDrop, FrameDecoder, LENGTH_WORD_SIZE, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
-use super::negotiate::{NegotiationStatus, MAX_HANDSHAKE_ROUNDS};
+use super::frame::{ZeroOnDrop, FrameDecoder, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
+use super::handshake::{count_round, Outbox};
+use super::negotiate::NegotiationStatus;
 use crate::error::{Error, ErrorKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +24,7 @@ enum State {
 pub struct Acceptance<C: SecurityContext> {
     context: C,
     state: State,
-    output: ZeroOnDrop,
-    output_sent: usize,
+    output: Outbox,
     decoder: FrameDecoder,
     rounds: usize,
     granted: Granted,
@@ -37,8 +37,7 @@ impl<C: SecurityContext> Acceptance<C> {
         Acceptance {
             context,
             state: if accept { State::Handshake } else { State::Declined },
-            output: ZeroOnDrop::from_slice(&[if accept { b'G' } else { b'N' }]),
-            output_sent: 0,
+            output: Outbox::new(&[if accept { b'G' } else { b'N' }]),
             decoder: FrameDecoder::new(MAX_HANDSHAKE_PACKET_SIZE, "handshake"),
             rounds: 0,
             granted: Granted::default(),
@@ -48,7 +47,7 @@ impl<C: SecurityContext> Acceptance<C> {
     pub fn status(&self) -> NegotiationStatus {
         match self.state {
             State::Failed => NegotiationStatus::Failed,
-            _ if self.output_sent < self.output.len() => NegotiationStatus::WantWrite,
+            _ if !self.output.is_drained() => NegotiationStatus::WantWrite,
             State::Handshake => NegotiationStatus::WantRead,
             State::Established => NegotiationStatus::Established,
             State::Declined => NegotiationStatus::Declined,
@@ -56,16 +55,11 @@ impl<C: SecurityContext> Acceptance<C> {
     }
 
     pub fn output(&self) -> &[u8] {
-        &self.output[self.output_sent..]
+        self.output.pending()
     }
 
     pub fn consume_output(&mut self, sent: usize) {
-        assert!(sent <= self.output.len() - self.output_sent, "consumed more output than was queued");
-        self.output_sent += sent;
-        if self.output_sent == self.output.len() {
-            self.output.clear();
-            self.output_sent = 0;
-        }
+        self.output.consume(sent);
     }
 
     pub fn wanted(&self) -> usize {
@@ -125,7 +119,7 @@ impl<C: SecurityContext> Acceptance<C> {
     }
 
     fn receive_handshake(&mut self, data: &[u8]) -> Result<(), Error> {
-        if self.output_sent < self.output.len() {
+        if !self.output.is_drained() {
             return Err(self.early_bytes(data.len()));
         }
         self.decoder.push(data);
@@ -142,7 +136,7 @@ impl<C: SecurityContext> Acceptance<C> {
         // request mutual authentication): that client is done and may send
         // encrypted packets at once, which the packet layer then unwraps and
         // verifies like any other.
-        let no_reply = self.state == State::Established && self.output.len() == self.output_sent;
+        let no_reply = self.state == State::Established && self.output.is_drained();
         if self.decoder.buffered() > 0 && !no_reply {
             return Err(self.early_bytes(self.decoder.buffered()));
         }
@@ -150,28 +144,10 @@ impl<C: SecurityContext> Acceptance<C> {
     }
 
     fn step(&mut self, token: &[u8]) -> Result<(), Error> {
-        self.rounds += 1;
-        if self.rounds > MAX_HANDSHAKE_ROUNDS {
-            return Err(Error::new(
-                ErrorKind::TooManyRounds,
-                format!("GSSAPI handshake did not complete within {MAX_HANDSHAKE_ROUNDS} steps"),
-            ));
-        }
-
+        count_round(&mut self.rounds)?;
         let step = self.context.step(Some(token))?;
-        if step.token.len() > MAX_HANDSHAKE_PACKET_SIZE - LENGTH_WORD_SIZE {
-            return Err(Error::new(
-                ErrorKind::PacketTooLarge,
-                format!(
-                    "GSSAPI produced a handshake token of {} bytes, over the protocol maximum of {} including \
-                     the length word",
-                    step.token.len(),
-                    MAX_HANDSHAKE_PACKET_SIZE
-                ),
-            ));
-        }
         if !step.token.is_empty() {
-            self.output.push_packet(&step.token);
+            self.output.push_token(&step.token)?;
         }
 
         if let Some(granted) = step.complete {
@@ -196,7 +172,6 @@ impl<C: SecurityContext> Acceptance<C> {
         self.state = State::Failed;
         self.decoder.clear();
         self.output.clear();
-        self.output_sent = 0;
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod context;
 pub mod frame;
+pub mod handshake;
 pub mod negotiate;
 pub mod session;
 pub mod startup;

@@ -3,11 +3,10 @@
 
 use super::context::{Granted, SecurityContext};
 use super::frame::{ZeroOnDrop, FrameDecoder, GSSENC_REQUEST, MAX_HANDSHAKE_PACKET_SIZE, MAX_PACKET_SIZE};
+use super::handshake::{count_round, Outbox};
 use crate::error::{Error, ErrorKind};
 
-/// Upper bound on handshake steps. Kerberos needs two; the bound stops a
-/// server that keeps sending continuation tokens.
-pub const MAX_HANDSHAKE_ROUNDS: usize = 16;
+pub use super::handshake::MAX_HANDSHAKE_ROUNDS;
 
 /// What the negotiation needs from its caller next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +42,7 @@ enum State {
 pub struct Negotiation<C: SecurityContext> {
     context: C,
     state: State,
-    output: ZeroOnDrop,
-    output_sent: usize,
+    output: Outbox,
     decoder: FrameDecoder,
     rounds: usize,
     granted: Granted,
@@ -56,8 +54,7 @@ impl<C: SecurityContext> Negotiation<C> {
         Negotiation {
             context,
             state: State::AwaitingResponse,
-            output: ZeroOnDrop::from_slice(&GSSENC_REQUEST),
-            output_sent: 0,
+            output: Outbox::new(&GSSENC_REQUEST),
             decoder: FrameDecoder::new(MAX_HANDSHAKE_PACKET_SIZE, "handshake"),
             rounds: 0,
             granted: Granted::default(),
@@ -67,7 +64,7 @@ impl<C: SecurityContext> Negotiation<C> {
     pub fn status(&self) -> NegotiationStatus {
         match self.state {
             State::Failed => NegotiationStatus::Failed,
-            _ if self.output_sent < self.output.len() => NegotiationStatus::WantWrite,
+            _ if !self.output.is_drained() => NegotiationStatus::WantWrite,
             State::AwaitingResponse | State::Handshake => NegotiationStatus::WantRead,
             State::Established => NegotiationStatus::Established,
             State::Declined => NegotiationStatus::Declined,
@@ -76,17 +73,12 @@ impl<C: SecurityContext> Negotiation<C> {
 
     /// Bytes queued for the server and not yet sent.
     pub fn output(&self) -> &[u8] {
-        &self.output[self.output_sent..]
+        self.output.pending()
     }
 
     /// Records that the first `sent` bytes of [`Negotiation::output`] left.
     pub fn consume_output(&mut self, sent: usize) {
-        assert!(sent <= self.output.len() - self.output_sent, "consumed more output than was queued");
-        self.output_sent += sent;
-        if self.output_sent == self.output.len() {
-            self.output.clear();
-            self.output_sent = 0;
-        }
+        self.output.consume(sent);
     }
 
     /// Minimum number of bytes needed to make progress: 1 while waiting for
@@ -224,28 +216,10 @@ impl<C: SecurityContext> Negotiation<C> {
     }
 
     fn step(&mut self, input: Option<&[u8]>) -> Result<(), Error> {
-        self.rounds += 1;
-        if self.rounds > MAX_HANDSHAKE_ROUNDS {
-            return Err(Error::new(
-                ErrorKind::TooManyRounds,
-                format!("GSSAPI handshake did not complete within {MAX_HANDSHAKE_ROUNDS} steps"),
-            ));
-        }
-
+        count_round(&mut self.rounds)?;
         let step = self.context.step(input)?;
         if !step.token.is_empty() {
-            if step.token.len() > MAX_HANDSHAKE_PACKET_SIZE - super::frame::LENGTH_WORD_SIZE {
-                return Err(Error::new(
-                    ErrorKind::PacketTooLarge,
-                    format!(
-                        "GSSAPI produced a handshake token of {} bytes, over the protocol maximum of {} \
-                         including the length word",
-                        step.token.len(),
-                        MAX_HANDSHAKE_PACKET_SIZE
-                    ),
-                ));
-            }
-            self.output.push_packet(&step.token);
+            self.output.push_token(&step.token)?;
         }
 
         match step.complete {
