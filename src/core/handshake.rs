@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind};
 pub const MAX_HANDSHAKE_ROUNDS: usize = 16;
 
 /// Bytes queued for the peer during negotiation: GSSENCRequest or the
-/// one-byte answer, then handshake packets. They are zeroed once sent.
+/// one-byte response, then handshake packets. They are zeroed once sent.
 pub(crate) struct Outbox {
     bytes: ZeroOnDrop,
     sent: usize,
