@@ -1,8 +1,9 @@
 //! Fuzzes `FrameDecoder`: arbitrary bytes arrive through `push` and through
 //! `spare`/`commit` in arbitrary chunks, packets are taken with `next_packet`,
 //! the buffer may be released between reads, and the limit may drop to the
-//! packet-layer size midway, as it does when a handshake ends. Every result is compared with a reference parser that reads
-//! the whole stream at once.
+//! packet-layer size midway, as it does when a handshake ends, which must
+//! zero every byte but the unread ones. Every result is compared with a
+//! reference parser that reads the whole stream at once.
 //!
 //! Input layout: byte 0 selects the packet limit (0: 16384, 1: 65536,
 //! otherwise 5 plus the next two bytes as a big-endian number). Each later
@@ -182,6 +183,11 @@ fuzz_target!(|input: &[u8]| {
             3 => {
                 decoder.set_max_packet_size(MAX_PACKET_SIZE, "data");
                 reference.limit = MAX_PACKET_SIZE;
+                // Handshake tokens must not stay behind in the buffer that
+                // the packet layer inherits.
+                let (buffer, unread) = decoder.raw_parts();
+                assert!(buffer[..unread.start].iter().all(|&byte| byte == 0), "bytes before the unread ones not zeroed");
+                assert!(buffer[unread.end..].iter().all(|&byte| byte == 0), "bytes after the unread ones not zeroed");
             }
             _ => {
                 // Frees the buffer only when no unread byte is left, which

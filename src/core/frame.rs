@@ -136,6 +136,13 @@ impl FrameDecoder {
         &mut self.buffer[range]
     }
 
+    /// Returns the whole buffer and the range of unread bytes in it, so that
+    /// the frame_decoder fuzz target can check which bytes are zeroed.
+    #[cfg(fuzzing)]
+    pub fn raw_parts(&self) -> (&[u8], Range<usize>) {
+        (&self.buffer, self.start..self.end)
+    }
+
     /// Zeroes and drops the buffer.
     pub fn clear(&mut self) {
         zero(&mut self.buffer);
