@@ -3,8 +3,8 @@
 //! `pggss_conn` too; reading, writing and the information functions are
 //! shared with the client role.
 
-use super::conn::{invalid_utf8, null_argument, pggss_conn, poll, result_code};
-use super::result::{pggss_result, write_c_string};
+use super::conn::{invalid_utf8, null_argument, pggss_conn, poll, result_code, write_principal};
+use super::result::pggss_result;
 use crate::conn::{AcceptorSettings, Connection};
 use crate::core::StartupKind;
 use crate::error::Error;
@@ -188,24 +188,7 @@ pub extern "C" fn pggss_conn_client_user(
     len: usize,
     len_out: *mut usize,
 ) -> pggss_result {
-    panic_boundary!(pggss_result::Panic, {
-        let conn = try_ref!(conn, pggss_result::NullParameter);
-        let len_out = try_mut!(len_out, pggss_result::NullParameter);
-        if buf.is_null() {
-            return pggss_result::NullParameter;
-        }
-        let principal = match conn.connection.client_principal() {
-            Ok(principal) => principal,
-            Err(err) => return err.kind().into(),
-        };
-        let user = strip_realm(&principal);
-        *len_out = user.len();
-        if user.len() >= len {
-            return pggss_result::BufferTooSmall;
-        }
-        write_c_string(user, buf, len);
-        pggss_result::Ok
-    })
+    panic_boundary!(pggss_result::Panic, { write_principal(conn, buf, len, len_out, strip_realm) })
 }
 
 /// Removes the realm: everything from the last '@' that is not escaped with

@@ -563,23 +563,34 @@ pub extern "C" fn pggss_conn_client_principal(
     len: usize,
     len_out: *mut usize,
 ) -> pggss_result {
-    panic_boundary!(pggss_result::Panic, {
-        let conn = try_ref!(conn, pggss_result::NullParameter);
-        let len_out = try_mut!(len_out, pggss_result::NullParameter);
-        if buf.is_null() {
-            return pggss_result::NullParameter;
-        }
-        let principal = match conn.connection.client_principal() {
-            Ok(principal) => principal,
-            Err(err) => return err.kind().into(),
-        };
-        *len_out = principal.len();
-        if principal.len() >= len {
-            return pggss_result::BufferTooSmall;
-        }
-        write_c_string(&principal, buf, len);
-        pggss_result::Ok
-    })
+    panic_boundary!(pggss_result::Panic, { write_principal(conn, buf, len, len_out, |principal| principal) })
+}
+
+/// Writes `select(principal)` of the client principal into `buf`, with the
+/// null checks and results that `pggss_conn_client_principal` documents.
+pub(super) fn write_principal(
+    conn: *const pggss_conn,
+    buf: *mut c_char,
+    len: usize,
+    len_out: *mut usize,
+    select: fn(&str) -> &str,
+) -> pggss_result {
+    let conn = try_ref!(conn, pggss_result::NullParameter);
+    let len_out = try_mut!(len_out, pggss_result::NullParameter);
+    if buf.is_null() {
+        return pggss_result::NullParameter;
+    }
+    let principal = match conn.connection.client_principal() {
+        Ok(principal) => principal,
+        Err(err) => return err.kind().into(),
+    };
+    let name = select(&principal);
+    *len_out = name.len();
+    if name.len() >= len {
+        return pggss_result::BufferTooSmall;
+    }
+    write_c_string(name, buf, len);
+    pggss_result::Ok
 }
 
 /// Returns true when the client's credentials were delegated to the server
