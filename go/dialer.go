@@ -213,6 +213,12 @@ func (d *Dialer) configure(h *handle, defaultHost string) error {
 func handshake(h *handle, raw net.Conn) error {
 	readBuf := make([]byte, networkReadSize)
 	var out []byte
+	// Both buffers carry handshake tokens, so they are zeroed before the
+	// garbage collector can free them.
+	defer func() {
+		clear(readBuf)
+		clear(out[:cap(out)])
+	}()
 	eofFed := false
 	for {
 		status, err := h.connectPoll()

@@ -35,6 +35,12 @@ def _input_pointer(data):
     return (ctypes.c_char * view.nbytes).from_buffer(view), view.nbytes
 
 
+def zero_bytearray(buffer):
+    """Overwrite a bytearray with zeros in place, so that plaintext does not stay in memory Python frees."""
+    if buffer:
+        ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))
+
+
 def _output_pointer(buffer):
     """Return (ctypes array over a writable bytes-like buffer, length) without copying."""
     view = memoryview(buffer)
@@ -240,11 +246,13 @@ class Connection:
     def read(self, max_bytes):
         """Read up to max_bytes of plaintext. Returns bytes (b"" at end of stream), or None for EAGAIN."""
         buffer = bytearray(max_bytes)
-        count = self.read_into(buffer)
-        if count is None:
-            return None
-        del buffer[count:]
-        return bytes(buffer)
+        try:
+            count = self.read_into(buffer)
+            if count is None:
+                return None
+            return bytes(memoryview(buffer)[:count])
+        finally:
+            zero_bytearray(buffer)
 
     def write(self, data):
         """Write plaintext, and return the count of bytes reported as written, or None for EAGAIN."""

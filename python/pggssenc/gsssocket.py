@@ -23,7 +23,7 @@ import select
 import socket
 import time
 
-from .connection import Connection
+from .connection import Connection, zero_bytearray
 from .errors import PollingStatus, Result, StateError
 
 # Largest slice offered to one pggss_conn_write call. It equals the library's
@@ -174,9 +174,11 @@ class GSSSocket:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         buffer = bytearray(bufsize)
-        count = self.recv_into(buffer)
-        del buffer[count:]
-        return bytes(buffer)
+        try:
+            count = self.recv_into(buffer)
+            return bytes(memoryview(buffer)[:count])
+        finally:
+            zero_bytearray(buffer)
 
     # Sending.
 

@@ -180,3 +180,17 @@ def test_unknown_parameter_name(fixture_env):
         assert raised.value.message == (
             'unknown parameter "sslmode"; pggssenc uses host, krbsrvname, gssencmode, gssdelegation and ccache'
         )
+
+
+def test_zero_bytearray_overwrites_in_place():
+    from pggssenc.connection import zero_bytearray
+
+    buffer = bytearray(b"plaintext row")
+    alias = memoryview(buffer)
+    zero_bytearray(buffer)
+    assert buffer == bytearray(13)
+    assert alias.tobytes() == bytes(13)
+    alias.release()
+    empty = bytearray()
+    zero_bytearray(empty)
+    assert empty == bytearray()
