@@ -353,9 +353,7 @@ impl Connection {
                                 unreachable!("matched Accepting above");
                             };
                             let (context, decoder, _granted) = acceptance.into_established()?;
-                            let session = Session::new(context, decoder, "client")?;
-                            self.state = State::Encrypted(Box::new(session));
-                            self.outcome = Outcome::Encrypted;
+                            self.start_session(Session::new(context, decoder, "client")?);
                             return Ok(Polling::Ok);
                         }
                         NegotiationStatus::Declined => {
@@ -393,9 +391,7 @@ impl Connection {
                                 unreachable!("matched Negotiating above");
                             };
                             let (context, decoder, _granted) = negotiation.into_established()?;
-                            let session = Session::new(context, decoder, "server")?;
-                            self.state = State::Encrypted(Box::new(session));
-                            self.outcome = Outcome::Encrypted;
+                            self.start_session(Session::new(context, decoder, "server")?);
                             return Ok(Polling::Ok);
                         }
                         NegotiationStatus::Declined => {
@@ -429,6 +425,15 @@ impl Connection {
         match self.transport {
             Some(_) => Ok(()),
             None => Err(Error::invalid_state("no transport: set a socket, callbacks or buffers first")),
+        }
+    }
+
+    /// Switches to the packet layer once the handshake is complete.
+    fn start_session(&mut self, session: Session<GssContext>) {
+        self.state = State::Encrypted(Box::new(session));
+        self.outcome = Outcome::Encrypted;
+        if let Some(buffers) = self.buffers() {
+            buffers.end_negotiation();
         }
     }
 

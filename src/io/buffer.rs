@@ -13,12 +13,20 @@ pub const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
 
 /// A byte queue: bytes are appended at the end and taken from `start` on.
 /// During negotiation it carries handshake tokens, and for an acceptor the
-/// client's plaintext startup packet, so every allocation it frees is zeroed
-/// first, when it grows, empties or is dropped.
-#[derive(Default)]
+/// client's plaintext startup packet, so until `end_zeroing` every
+/// allocation it frees is zeroed first, when it grows, empties or is
+/// dropped. After encryption starts it carries only wrapped packets, which
+/// cross the network as they are.
 struct Queue {
     bytes: Vec<u8>,
     start: usize,
+    zeroing: bool,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue { bytes: Vec::new(), start: 0, zeroing: true }
+    }
 }
 
 impl Queue {
@@ -28,15 +36,19 @@ impl Queue {
 
     fn push(&mut self, data: &[u8]) {
         // Drop taken bytes before growing, so the queue stays near the size
-        // of what it holds.
+        // of what it contains.
         if self.start > 0 && self.start >= self.bytes.len() / 2 {
             let remaining = self.len();
             self.bytes.copy_within(self.start.., 0);
-            zero(&mut self.bytes[remaining..]);
+            if self.zeroing {
+                zero(&mut self.bytes[remaining..]);
+            }
             self.bytes.truncate(remaining);
             self.start = 0;
         }
-        reserve_zeroing(&mut self.bytes, data.len());
+        if self.zeroing {
+            reserve_zeroing(&mut self.bytes, data.len());
+        }
         self.bytes.extend_from_slice(data);
     }
 
@@ -46,11 +58,20 @@ impl Queue {
         out[..count].copy_from_slice(taken);
         self.start += count;
         if self.start == self.bytes.len() {
-            zero(&mut self.bytes);
+            if self.zeroing {
+                zero(&mut self.bytes);
+            }
             self.bytes = Vec::new();
             self.start = 0;
         }
         count
+    }
+
+    /// Zeroes the bytes already taken and stops zeroing from here on.
+    fn end_zeroing(&mut self) {
+        let start = self.start;
+        zero(&mut self.bytes[..start]);
+        self.zeroing = false;
     }
 }
 
@@ -91,6 +112,14 @@ impl BufferTransport {
     /// Number of bytes waiting to be sent.
     pub fn outbound_len(&self) -> usize {
         self.outbound.len()
+    }
+
+    /// Records that encryption started, so that the queues carry only
+    /// wrapped packets from here on and no longer need zeroing. Bytes
+    /// already taken are zeroed now, because they contained tokens.
+    pub(crate) fn end_negotiation(&mut self) {
+        self.inbound.end_zeroing();
+        self.outbound.end_zeroing();
     }
 
     /// Moves up to `out.len()` bytes waiting to be sent into `out`.
