@@ -129,3 +129,20 @@ write("session", "write-blocked", b"\x04" + write_op(b"0123456789abcdef" * 4, 0)
 
 RELEASE = bytes([4, 0])
 write("frame_decoder", "release-between-reads", b"\x00" + push(frame(b"abc")) + DRAIN + RELEASE + push(frame(b"de")[:3]) + RELEASE + push(frame(b"de")[3:]) + DRAIN)
+
+# acceptance: a flags byte (bit 0: accept), then a script as for negotiation
+# with the acceptor's encoding: 0x2E completes with a 4-byte reply and
+# confidentiality and integrity, 0x0E the same without a reply token, 0x11
+# continues with a 2-byte token, 0x26 completes without integrity.
+ACCEPT = b"\x01"
+write("acceptance", "complete-with-reply", ACCEPT + script(0x2E) + send() + receive(frame(b"AP-REQ")) + send())
+write("acceptance", "complete-no-reply-pipelined", ACCEPT + script(0x0E) + send() + receive(frame(b"AP-REQ") + frame(b"\x01wrapped")))
+write("acceptance", "two-rounds", ACCEPT + script(0x11, 0x2E) + send() + receive(frame(b"t1")) + send() + receive(frame(b"t2")) + send())
+write("acceptance", "token-before-reply-sent", ACCEPT + script(0x11, 0x2E) + send() + receive(frame(b"t1")) + receive(frame(b"t2")))
+write("acceptance", "bytes-before-response", ACCEPT + script(0x2E) + receive(frame(b"x")))
+write("acceptance", "declined-then-bytes", b"\x00" + script() + send() + receive(struct.pack(">II", 8, 80877104)))
+write("acceptance", "bytes-behind-token", ACCEPT + script(0x2E) + send() + receive(frame(b"tok") + b"junk"))
+write("acceptance", "rounds", ACCEPT + script() + send() + b"".join(receive(frame(b"c")) + send() for _ in range(17)))
+write("acceptance", "oversize", ACCEPT + script(0x2E) + send() + receive(b"\x00\x01\x00\x00"))
+write("acceptance", "truncated-eof", ACCEPT + script(0x2E) + send() + receive(b"\x00\x00\x01\x00abc") + EOF_OP)
+write("acceptance", "no-integrity", ACCEPT + script(0x26) + send() + receive(frame(b"AP-REQ")))
