@@ -14,6 +14,9 @@
 
 #![no_main]
 
+mod common;
+
+use common::{take_byte, take_bytes};
 use libfuzzer_sys::fuzz_target;
 use pggssenc::core::frame::{FrameDecoder, LENGTH_WORD_SIZE, MAX_PACKET_SIZE};
 use pggssenc::ErrorKind;
@@ -75,21 +78,6 @@ impl Reference {
         self.consumed = start + length;
         Expected::Packet(token)
     }
-}
-
-/// Takes one byte, or `None` at the end of the input.
-fn take_byte(data: &mut &[u8]) -> Option<u8> {
-    let (&first, rest) = data.split_first()?;
-    *data = rest;
-    Some(first)
-}
-
-/// Takes up to `count` bytes.
-fn take_bytes<'a>(data: &mut &'a [u8], count: usize) -> &'a [u8] {
-    let count = count.min(data.len());
-    let (taken, rest) = data.split_at(count);
-    *data = rest;
-    taken
 }
 
 fn select_limit(data: &mut &[u8]) -> Option<usize> {

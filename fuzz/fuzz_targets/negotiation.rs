@@ -20,8 +20,11 @@
 
 #![no_main]
 
+mod common;
+
+use common::{assert_clean_message, complete_frames, take_byte, take_bytes};
 use libfuzzer_sys::fuzz_target;
-use pggssenc::core::frame::{LENGTH_WORD_SIZE, MAX_HANDSHAKE_PACKET_SIZE};
+use pggssenc::core::frame::LENGTH_WORD_SIZE;
 use pggssenc::core::negotiate::{Negotiation, NegotiationStatus, MAX_HANDSHAKE_ROUNDS};
 use pggssenc::core::{Granted, SecurityContext, Step};
 use pggssenc::{Error, ErrorKind};
@@ -102,39 +105,6 @@ impl SecurityContext for ScriptedContext {
     fn max_plaintext(&mut self, max_token_size: usize) -> Result<usize, Error> {
         Ok(max_token_size)
     }
-}
-
-fn take_byte(data: &mut &[u8]) -> Option<u8> {
-    let (&first, rest) = data.split_first()?;
-    *data = rest;
-    Some(first)
-}
-
-fn take_bytes<'a>(data: &mut &'a [u8], count: usize) -> &'a [u8] {
-    let count = count.min(data.len());
-    let (taken, rest) = data.split_at(count);
-    *data = rest;
-    taken
-}
-
-fn assert_clean_message(err: &Error) {
-    let message = err.message();
-    assert!(!message.chars().any(char::is_control), "control character in {message:?}");
-}
-
-/// Splits `stream` into complete frames; stops at the first incomplete one.
-fn complete_frames(stream: &[u8]) -> Vec<Vec<u8>> {
-    let mut frames = Vec::new();
-    let mut rest = stream;
-    while rest.len() >= LENGTH_WORD_SIZE {
-        let length = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if length == 0 || length > MAX_HANDSHAKE_PACKET_SIZE - LENGTH_WORD_SIZE || rest.len() < LENGTH_WORD_SIZE + length {
-            break;
-        }
-        frames.push(rest[LENGTH_WORD_SIZE..LENGTH_WORD_SIZE + length].to_vec());
-        rest = &rest[LENGTH_WORD_SIZE + length..];
-    }
-    frames
 }
 
 /// Checks what the context saw and produced against what crossed the wire.

@@ -24,6 +24,9 @@
 
 #![no_main]
 
+mod common;
+
+use common::{take_byte, take_bytes};
 use libfuzzer_sys::fuzz_target;
 use pggssenc::core::frame::{FrameDecoder, LENGTH_WORD_SIZE, MAX_PACKET_SIZE};
 use pggssenc::core::{SecurityContext, Session, Step};
@@ -112,19 +115,6 @@ fn decode(stream: &[u8]) -> Reference {
         rest = &rest[LENGTH_WORD_SIZE + length..];
     }
     reference
-}
-
-fn take_byte(data: &mut &[u8]) -> Option<u8> {
-    let (&first, rest) = data.split_first()?;
-    *data = rest;
-    Some(first)
-}
-
-fn take_bytes<'a>(data: &mut &'a [u8], count: usize) -> &'a [u8] {
-    let count = count.min(data.len());
-    let (taken, rest) = data.split_at(count);
-    *data = rest;
-    taken
 }
 
 /// Splits what the session sent into tokens and unwraps them.
