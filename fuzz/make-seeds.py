@@ -131,9 +131,9 @@ RELEASE = bytes([4, 0])
 write("frame_decoder", "release-between-reads", b"\x00" + push(frame(b"abc")) + DRAIN + RELEASE + push(frame(b"de")[:3]) + RELEASE + push(frame(b"de")[3:]) + DRAIN)
 
 # acceptance: a flags byte (bit 0: accept), then a script as for negotiation
-# with the acceptor's encoding: 0x2E completes with a 4-byte reply and
-# confidentiality and integrity, 0x0E the same without a reply token, 0x11
-# continues with a 2-byte token, 0x26 completes without integrity.
+# in the acceptor's encoding. 0x2E completes with a 4-byte reply,
+# confidentiality and integrity. 0x0E does the same without a reply token.
+# 0x11 continues with a 2-byte token. 0x26 completes without integrity.
 ACCEPT = b"\x01"
 write("acceptance", "complete-with-reply", ACCEPT + script(0x2E) + send() + receive(frame(b"AP-REQ")) + send())
 write("acceptance", "complete-no-reply-pipelined", ACCEPT + script(0x0E) + send() + receive(frame(b"AP-REQ") + frame(b"\x01wrapped")))

@@ -5,12 +5,12 @@
 //! is on, for marker byte strings that only the tokens and plaintext of
 //! these tests contain. `realloc` is not overridden, so a growing vector
 //! goes through `alloc`, copy and `dealloc`, and the old block is looked
-//! into too. Wrapped packets are the marker bytes XORed with a key, which
-//! never contain a marker, so ciphertext left in freed memory is not
-//! counted: it is not a secret.
+//! into too. Wrapped packets are the plaintext XORed with 0xa5, which sets
+//! the top bit of every byte of the ASCII marker. So ciphertext left in freed
+//! memory, which is not a secret, never counts.
 //!
-//! The security contexts here are stand-ins whose tokens carry the marker;
-//! the GSSAPI library's own memory is outside Rust's allocator and outside
+//! The security contexts here are stand-ins whose tokens carry the marker.
+//! The GSSAPI library's own memory is outside Rust's allocator and outside
 //! this check.
 
 use pggssenc::conn::{AcceptorSettings, Connection, Outcome, Polling};
@@ -24,8 +24,8 @@ use std::sync::Mutex;
 
 /// The marker in tokens, plaintext and StartupMessages.
 const MARKER: &[u8] = b"<pggssenc zeroing marker 5f0e>";
-/// The secret key of the CancelRequest under test: 4 bytes are all a
-/// CancelRequest has, so the check looks for the process ID and key together.
+/// The process ID and secret key of the CancelRequest under test. The key
+/// alone is only 4 bytes, so the check looks for both together.
 const CANCEL_PID_AND_KEY: [u8; 8] = [0x7e, 0x11, 0xc3, 0x5a, 0xd2, 0x9b, 0x04, 0xe8];
 
 struct ScanningAllocator;
@@ -33,7 +33,7 @@ struct ScanningAllocator;
 static SCANNING: AtomicBool = AtomicBool::new(false);
 static FOUND: AtomicUsize = AtomicUsize::new(0);
 
-fn holds(block: *const u8, size: usize, needle: &[u8]) -> bool {
+fn block_contains(block: *const u8, size: usize, needle: &[u8]) -> bool {
     // memmem reads the block as bytes, which C allows for memory that was
     // never written, unlike a Rust slice over it.
     let hit = unsafe { libc::memmem(block.cast(), size, needle.as_ptr().cast(), needle.len()) };
@@ -47,7 +47,7 @@ unsafe impl GlobalAlloc for ScanningAllocator {
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         if SCANNING.load(Ordering::SeqCst)
-            && (holds(block, layout.size(), MARKER) || holds(block, layout.size(), &CANCEL_PID_AND_KEY))
+            && (block_contains(block, layout.size(), MARKER) || block_contains(block, layout.size(), &CANCEL_PID_AND_KEY))
         {
             FOUND.fetch_add(1, Ordering::SeqCst);
         }
@@ -62,7 +62,7 @@ static ALLOCATOR: ScanningAllocator = ScanningAllocator;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs `body` with scanning on and returns the number of freed blocks that
-/// held a marker.
+/// contained a marker.
 fn freed_with_marker(body: impl FnOnce()) -> usize {
     FOUND.store(0, Ordering::SeqCst);
     SCANNING.store(true, Ordering::SeqCst);
@@ -71,13 +71,14 @@ fn freed_with_marker(body: impl FnOnce()) -> usize {
     FOUND.load(Ordering::SeqCst)
 }
 
-/// `length` bytes of the marker repeated, after a one-byte tag.
+/// Returns `length` bytes: a one-byte tag, then the marker repeated.
 fn marked(tag: u8, length: usize) -> Vec<u8> {
     let mut bytes = vec![tag];
     bytes.extend(MARKER.iter().cycle().take(length - 1));
     bytes
 }
 
+/// Returns whether `bytes` is what `marked(tag, length)` returns.
 fn is_marked(tag: u8, length: usize, bytes: &[u8]) -> bool {
     bytes.len() == length && bytes[0] == tag && bytes[1..].iter().zip(MARKER.iter().cycle()).all(|(a, b)| a == b)
 }
@@ -278,7 +279,7 @@ fn core_handshake_and_data_zeroed() {
         drop(client);
         drop(server);
     });
-    assert_eq!(freed, 0, "freed blocks still held a token or plaintext");
+    assert_eq!(freed, 0, "freed blocks still contained a token or plaintext");
     drop(message);
 }
 
@@ -308,7 +309,7 @@ fn acceptance_failed_midway_zeroed() {
         drop(client);
         drop(server);
     });
-    assert_eq!(freed, 0, "freed blocks still held part of a token");
+    assert_eq!(freed, 0, "freed blocks still contained part of a token");
 }
 
 fn startup_message(user: &[u8]) -> Vec<u8> {
@@ -358,5 +359,5 @@ fn acceptor_startup_packets_zeroed() {
         assert_eq!(&conn.startup_packet().unwrap().bytes[..], &cancel[..]);
         drop(conn);
     });
-    assert_eq!(freed, 0, "freed blocks still held a startup packet");
+    assert_eq!(freed, 0, "freed blocks still contained a startup packet");
 }

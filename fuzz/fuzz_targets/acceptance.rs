@@ -16,11 +16,11 @@
 //! - a failed negotiation stays failed, and no error message contains a
 //!   control character.
 //!
-//! Input layout: byte 0 bit 0 chooses to accept ('G') or decline ('N');
-//! byte 1 gives the script length (modulo 24), then one script byte per
-//! context step (see `Action::decode`), then operations of one kind byte
-//! and one length byte each: send output, receive a chunk of that many
-//! bytes, or end the stream.
+//! Input layout: bit 0 of byte 0 chooses to accept ('G') or decline ('N').
+//! Byte 1 gives the script length (modulo 24), and one script byte per
+//! context step follows (see `Action::decode`). The rest are operations of
+//! one kind byte and one length byte each: send output, receive a chunk of
+//! that many bytes, or end the stream.
 
 #![no_main]
 

@@ -1,5 +1,5 @@
 //! Input readers and checks that several fuzz targets share. Each target
-//! includes this file with `mod common;`; it is not a target of its own.
+//! includes this file with `mod common;`, and it is not a target itself.
 
 #![allow(dead_code)]
 
